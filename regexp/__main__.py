@@ -1,0 +1,3 @@
+from regexp.cli import main
+
+raise SystemExit(main())

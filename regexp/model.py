@@ -1,0 +1,128 @@
+"""Build and compile the Keras model described by a layer plan.
+
+Input -> hidden Dense layers -> output Dense fitted to the task: one sigmoid unit with
+binary cross-entropy for two classes, softmax with categorical cross-entropy otherwise.
+
+Penalties reach the loss in one of two ways (``reg.mode``):
+
+- ``layers``: Keras regularizers on each Dense layer (kernel, bias, activity); Keras adds
+  ``model.losses`` to the data loss.
+- ``loss``: source B1's route. Kernel and bias penalties are not attached to the layers;
+  the loss function itself returns ``data_loss + sum(penalty(v) for v in variables)``.
+  Activity penalties cannot be expressed this way and are rejected by validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from regexp.config import LayerPlan
+from regexp.regularizers import to_keras
+
+Penalties = list[tuple[keras.Variable, keras.regularizers.Regularizer]]
+
+
+class PenalizedLoss(keras.losses.Loss):
+    """``loss = data_loss(y, p) + sum_i R_i(v_i)`` over (variable, regularizer) pairs."""
+
+    def __init__(self, data_loss, penalties: Penalties, name: str = "penalized_loss"):
+        super().__init__(name=name)
+        self.data_loss = data_loss
+        self.penalties = penalties
+
+    def call(self, y_true, y_pred):
+        return self.data_loss(y_true, y_pred) + penalty_of(self.penalties)
+
+
+def penalty_of(penalties: Penalties):
+    total = 0.0
+    for variable, regularizer in penalties:
+        total = total + regularizer(variable)
+    return total
+
+
+def build_model(
+    plans: Sequence[LayerPlan], n_features: int, n_classes: int, mode: str = "layers"
+) -> tuple[keras.Model, Penalties]:
+    """Return the model and, in ``loss`` mode, the penalties the loss function must add."""
+    inputs = keras.Input(shape=(n_features,), name="x")
+    h = inputs
+    loss_penalties: Penalties = []
+    dense_layers = []
+    for plan in plans:
+        is_output = plan.units is None
+        units = (1 if n_classes == 2 else n_classes) if is_output else plan.units
+        activation = ("sigmoid" if n_classes == 2 else "softmax") if is_output else plan.activation
+        pre = plan.activity is not None and plan.position == "pre"
+        layer = keras.layers.Dense(
+            units,
+            activation=None if pre else activation,
+            kernel_regularizer=to_keras(plan.kernel) if mode == "layers" else None,
+            bias_regularizer=to_keras(plan.bias) if mode == "layers" else None,
+            activity_regularizer=to_keras(plan.activity),
+            name=plan.name,
+        )
+        h = layer(h)
+        if pre:
+            h = keras.layers.Activation(activation, name=f"{plan.name}_act")(h)
+        dense_layers.append((layer, plan))
+    model = keras.Model(inputs, h, name="mlp")
+    if mode == "loss":
+        for layer, plan in dense_layers:
+            for variable, spec in ((layer.kernel, plan.kernel), (layer.bias, plan.bias)):
+                if spec is not None:
+                    loss_penalties.append((variable, to_keras(spec)))
+    return model, loss_penalties
+
+
+def make_optimizer(cfg) -> keras.optimizers.Optimizer:
+    lr = float(cfg.lr)
+    if cfg.name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if cfg.name == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=float(cfg.get("momentum", 0.0)))
+    return keras.optimizers.RMSprop(learning_rate=lr)
+
+
+def compile_model(model: keras.Model, optimizer_cfg, binary: bool, penalties: Penalties) -> None:
+    """Compile with the data loss, plus ``accuracy`` and ``data_loss`` (no penalty) metrics."""
+    if binary:
+        data_loss = keras.losses.BinaryCrossentropy()
+        metrics = [
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+            keras.metrics.BinaryCrossentropy(name="data_loss"),
+        ]
+    else:
+        data_loss = keras.losses.CategoricalCrossentropy()
+        metrics = [
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            keras.metrics.CategoricalCrossentropy(name="data_loss"),
+        ]
+    loss = PenalizedLoss(data_loss, penalties) if penalties else data_loss
+    model.compile(optimizer=make_optimizer(optimizer_cfg), loss=loss, metrics=metrics)
+
+
+def total_penalty(model: keras.Model, x: np.ndarray, penalties: Penalties) -> float:
+    """The penalty the loss adds on the inputs ``x`` taken as one batch.
+
+    Weight penalties do not depend on ``x``; activity penalties are Keras' per-batch
+    value (the regularizer's value divided by the batch size) with the whole of ``x``
+    as the batch.
+    """
+    model(x, training=False)
+    return float(sum(float(v) for v in model.losses) + float(penalty_of(penalties)))
+
+
+def activity_outputs(model: keras.Model, plans: Sequence[LayerPlan], x: np.ndarray) -> dict:
+    """The tensor each activity penalty sees, per regularized layer, on inputs ``x``."""
+    names = [p.name for p in plans if p.activity is not None]
+    if not names:
+        return {}
+    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    outputs = probe.predict(x, verbose=0)
+    if len(names) == 1:
+        outputs = [outputs]
+    return {n: np.asarray(o) for n, o in zip(names, outputs)}

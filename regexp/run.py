@@ -1,0 +1,141 @@
+"""One run, top to bottom: config -> dataset -> model -> engine -> run folder.
+
+``train(cfg, run_dir)`` is the whole job. The Hydra entry point (``regexp run``),
+the tests and ``make reproduce-all`` all call it, so they run the same code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from regexp import data as datasets
+from regexp import metrics, plots
+from regexp.config import validate
+from regexp.engines import ENGINES
+from regexp.rundir import METRICS, env_record, run_name, write_config, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Hide what TensorFlow's C++ side prints while it loads (it ignores TF_CPP_MIN_LOG_LEVEL).
+
+    Python exceptions still propagate; set REGEXP_TF_LOGS=1 to see the logs.
+    """
+    if os.environ.get("REGEXP_TF_LOGS") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _import_keras():
+    """Import Keras on TensorFlow with op determinism on (same seed, same numbers)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _quiet_native_stderr():
+        import keras
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        tf.config.experimental.enable_op_determinism()
+    return keras
+
+
+def history_frame(history: dict[str, list[float]]) -> pd.DataFrame:
+    """One row per epoch; ``penalty`` is the mean total loss minus the mean data loss."""
+    frame = pd.DataFrame(history)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    frame["penalty"] = frame["loss"] - frame["data_loss"]
+    frame["val_penalty"] = frame["val_loss"] - frame["val_data_loss"]
+    return frame
+
+
+def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train one configuration and write its run folder; return ``metrics.json``'s content."""
+    plans = validate(cfg)
+    run_dir = Path(run_dir)
+    write_config(run_dir, cfg)
+    data = datasets.load(cfg.dataset)
+
+    keras = _import_keras()
+    from regexp.model import activity_outputs, build_model, compile_model, total_penalty
+
+    seed = int(cfg.seed)
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    write_json_atomic(run_dir / "env.json", env_record(seed, overrides))
+
+    model, loss_penalties = build_model(plans, data.n_features, data.n_classes, cfg.reg.mode)
+    compile_model(model, cfg.optimizer, data.binary, loss_penalties)
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *a, **k: lines.append(line))
+    (run_dir / "model.txt").write_text("\n".join(lines) + "\n")
+
+    start = time.perf_counter()
+    history = ENGINES[cfg.trainer.engine]().fit(model, data, cfg.trainer)
+    seconds = time.perf_counter() - start
+    frame = history_frame(history)
+    frame.to_csv(run_dir / "history.csv", index=False)
+
+    final: dict[str, Any] = {}
+    for split in SPLITS:
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        p = model.predict(x, verbose=0)
+        loss = metrics.data_loss(y, p)
+        penalty = total_penalty(model, x, loss_penalties)
+        final[split] = {
+            "accuracy": metrics.accuracy(y, p),
+            "data_loss": loss,
+            "penalty": penalty,
+            "total_loss": loss + penalty,
+            "n": len(x),
+        }
+
+    title = run_name(cfg.get("experiment_name"), cfg.reg.name)
+    plots.curves(frame, run_dir / "loss.png", "loss", f"{title}: loss")
+    plots.curves(frame, run_dir / "accuracy.png", "accuracy", f"{title}: accuracy")
+    acts = activity_outputs(model, plans, data.x_test)
+    if acts:
+        plots.activations(acts, run_dir / "activations.png", f"{title}: activations on test")
+    if data.n_features == 2:
+        x_all = np.concatenate([data.x_train, data.x_test])
+        y_all = np.concatenate([data.labels(data.y_train), data.labels(data.y_test)])
+        plots.scatter(x_all, y_all, run_dir / "data.png", f"{data.name} (train + test)")
+
+    result = {
+        "status": "completed",
+        "name": title,
+        "seed": seed,
+        "epochs_run": len(frame),
+        "train_seconds": round(seconds, 3),
+        "val_is_test": data.val_is_test,
+        **{f"{split}_{k}": v for split, vals in final.items() for k, v in vals.items()},
+        "activity_mean": {name: float(a.mean()) for name, a in acts.items()},
+    }
+    write_json_atomic(run_dir / METRICS, result)
+    log.info(
+        "%s: test accuracy %.4f, test data loss %.4f (%s)",
+        title, result["test_accuracy"], result["test_data_loss"], run_dir,
+    )  # fmt: skip
+    return result
