@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
-
 HELP = """\
 usage: regexp <command> [args]
 
@@ -44,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def list_groups(conf: Path = CONF) -> str:
+def list_groups() -> str:
     """Each config group with its options, the default marked with ``*``."""
     from omegaconf import OmegaConf
+
+    from regexp.config import CONF as conf
 
     defaults = {}
     for entry in OmegaConf.load(conf / "config.yaml").get("defaults", []):
@@ -65,6 +65,7 @@ def run(args: list[str]) -> int:
     import hydra
     from omegaconf import OmegaConf
 
+    from regexp.config import CONF
     from regexp.rundir import run_name
 
     OmegaConf.register_new_resolver("run_name", run_name, replace=True)

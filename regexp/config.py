@@ -20,6 +20,8 @@ from regexp.engines import ENGINES
 from regexp.errors import ConfigError
 from regexp.regularizers import CODES, check_strength, code_to_spec, validate_spec
 
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
 ACTIVATIONS = (
     "relu", "tanh", "sigmoid", "linear", "elu", "selu", "gelu", "softplus", "softsign",
     "swish", "silu", "leaky_relu", "relu6", "mish", "hard_sigmoid", "exponential",
@@ -181,6 +183,15 @@ def _apply_codes(plans: list[LayerPlan], codes: Any, lam: float) -> list[LayerPl
         )
         for i, p in enumerate(plans)
     ]
+
+
+def compose(*overrides: str) -> DictConfig:
+    """The config ``regexp run <overrides>`` would run, composed in-process."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
 
 
 def validate(cfg: DictConfig) -> list[LayerPlan]:

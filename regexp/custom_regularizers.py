@@ -37,7 +37,7 @@ class KLSparsity(keras.regularizers.Regularizer):
 
     ``rho_hat_j = clip(mean over the batch of x[:, j], 1e-6, 0.99999)``
 
-    ``loss = lam * sum_j [rho * log(rho / rho_hat_j) + (1 - rho) * log((1 - rho) / (1 - rho_hat_j))]``
+    ``loss = lam * sum_j [rho log(rho / rho_hat_j) + (1 - rho) log((1 - rho) / (1 - rho_hat_j))]``
 
     Used as an activity regularizer, Keras (>= 3.14) divides the result by the batch size.
     """

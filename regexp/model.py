@@ -125,4 +125,4 @@ def activity_outputs(model: keras.Model, plans: Sequence[LayerPlan], x: np.ndarr
     outputs = probe.predict(x, verbose=0)
     if len(names) == 1:
         outputs = [outputs]
-    return {n: np.asarray(o) for n, o in zip(names, outputs)}
+    return {n: np.asarray(o) for n, o in zip(names, outputs, strict=True)}

@@ -40,7 +40,7 @@ def activations(acts: dict[str, np.ndarray], out: Path, title: str) -> None:
     """One histogram per activity-regularized layer, its mean written on it."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(acts), figsize=(3.2 * len(acts), 3), squeeze=False)
-    for ax, (name, a) in zip(axes[0], acts.items()):
+    for ax, (name, a) in zip(axes[0], acts.items(), strict=True):
         values = a.ravel()
         ax.hist(values, bins=50, color="tab:gray")
         ax.set_title(name)

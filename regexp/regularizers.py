@@ -113,7 +113,9 @@ def validate_spec(key: str, spec: Any) -> None:
     extra = sorted(set(spec) - {"kind", *kind.params})
     if extra:
         raise ConfigError(
-            f"{key}.{extra[0]}", spec[extra[0]], f"only {', '.join(kind.params)} for kind {kind_name}"
+            f"{key}.{extra[0]}",
+            spec[extra[0]],
+            f"only {', '.join(kind.params)} for kind {kind_name}",
         )
     for name in kind.params:
         if name not in spec:

@@ -15,7 +15,11 @@ from tests.conftest import make_cfg
     [
         (["reg=l1_activity", "reg.lam=-0.1"], "reg.lam", ">= 0"),
         (["reg=l1_activity", "reg.hidden.activity.kind=l4"], "reg.hidden.activity.kind", "l1, l2"),
-        (["reg=l1_activity_first", "model.depth=2", "+reg.layers.3={bias: null}"], "reg.layers.3", "1..2"),
+        (
+            ["reg=l1_activity_first", "model.depth=2", "+reg.layers.3={bias: null}"],
+            "reg.layers.3",
+            "1..2",
+        ),
         (["model.depth=0"], "model.depth", "integer >= 1"),
         (["trainer.epochs=0"], "trainer.epochs", "integer >= 1"),
         (["trainer.batch_size=-5"], "trainer.batch_size", "integer >= 1"),
@@ -28,7 +32,11 @@ from tests.conftest import make_cfg
         (["optimizer.name=adamw"], "optimizer.name", "adam, sgd, rmsprop"),
         (["trainer.engine=jax"], "trainer.engine", "keras"),
         (["dataset.test_size=1.5"], "dataset.test_size", "(0, 1)"),
-        (["reg=l3", "reg.hidden.kernel._target_=nowhere.L3"], "reg.hidden.kernel._target_", "importable"),
+        (
+            ["reg=l3", "reg.hidden.kernel._target_=nowhere.L3"],
+            "reg.hidden.kernel._target_",
+            "importable",
+        ),
         (["reg=l1_activity", "reg.mode=loss"], "reg.mode", "mode=layers"),
         (["reg=loss_codes", "reg.codes=[1,3]"], "reg.codes[1]", "12 (L1+L2)"),
     ],
@@ -54,7 +62,7 @@ def test_a_negative_layer_index_beyond_the_depth_is_named():
 
 
 def test_every_shipped_config_validates():
-    from regexp.cli import CONF
+    from regexp.config import CONF
 
     for f in sorted((CONF / "experiment").glob("*.yaml")):
         for reg in (None, "none"):

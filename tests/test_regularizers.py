@@ -24,7 +24,10 @@ def np_kl(a, lam, rho):
     [
         ({"kind": "l1", "lam": 0.01}, 0.01 * np.abs(X).sum()),
         ({"kind": "l2", "lam": 0.02}, 0.02 * (X**2).sum()),
-        ({"kind": "l1l2", "l1": 0.001, "l2": 0.003}, 0.001 * np.abs(X).sum() + 0.003 * (X**2).sum()),
+        (
+            {"kind": "l1l2", "l1": 0.001, "l2": 0.003},
+            0.001 * np.abs(X).sum() + 0.003 * (X**2).sum(),
+        ),
         ({"kind": "l1l2", "l1": 0.001, "l2": 0.0}, 0.001 * np.abs(X).sum()),
         ({"_target_": "regexp.custom_regularizers.L3", "lam": 0.01}, 0.01 * (np.abs(X) ** 3).sum()),
     ],
