@@ -39,7 +39,7 @@ def curves(history: pd.DataFrame, out: Path, metric: str, title: str) -> None:
 def activations(acts: dict[str, np.ndarray], out: Path, title: str) -> None:
     """One histogram per activity-regularized layer, its mean written on it."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(acts), figsize=(3.2 * len(acts), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(acts), figsize=(max(5.0, 3.2 * len(acts)), 3.2), squeeze=False)
     for ax, (name, a) in zip(axes[0], acts.items(), strict=True):
         values = a.ravel()
         ax.hist(values, bins=50, color="tab:gray")

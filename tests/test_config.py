@@ -133,3 +133,21 @@ def test_a_bad_value_on_the_command_line_is_one_line_exit_2_without_tensorflow(t
     assert lines == ["regexp: error: reg.lam=-1 is not accepted; expected a number >= 0"]
     assert "TF_NOT_IMPORTED" in out.stdout
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_the_readme_recipe_example_is_valid():
+    import re
+
+    from omegaconf import OmegaConf, open_dict
+
+    from regexp.config import CONF
+
+    readme = (CONF.parent / "README.md").read_text()
+    block = re.search(r"```yaml\n(defaults: \[none\]\n.*?)```", readme, re.S).group(1)
+    recipe = OmegaConf.create(block.replace("defaults: [none]\n", ""))
+    cfg = make_cfg()
+    with open_dict(cfg):
+        cfg.reg = OmegaConf.merge(cfg.reg, recipe)
+    plans = layer_plan(cfg)
+    assert plans[0].position == "pre" and plans[0].activity == {"kind": "l1", "lam": 0.001}
+    assert plans[4].activity["kind"] == "kl" and plans[3].kernel == {"kind": "l2", "lam": 0.001}
