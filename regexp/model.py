@@ -121,8 +121,8 @@ def activity_outputs(model: keras.Model, plans: Sequence[LayerPlan], x: np.ndarr
     names = [p.name for p in plans if p.activity is not None]
     if not names:
         return {}
-    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
-    outputs = probe.predict(x, verbose=0)
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    outputs = probe(x, training=False)
     if len(names) == 1:
         outputs = [outputs]
     return {n: np.asarray(o) for n, o in zip(names, outputs, strict=True)}

@@ -23,35 +23,85 @@ layer's output, averaged over the batch.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from regexp.errors import ConfigError
 
 
+def _rest(x) -> list[int]:
+    return list(range(1, len(x.shape)))
+
+
+def _member(v, x):
+    """A per-member parameter of shape [K], shaped to broadcast against ``x`` [K, ...]."""
+    from keras import ops
+
+    return ops.reshape(ops.cast(v, x.dtype), [-1] + [1] * (len(x.shape) - 1))
+
+
+def _stacked_l1(x, lam):
+    from keras import ops
+
+    return ops.cast(lam, x.dtype) * ops.sum(ops.absolute(x), axis=_rest(x))
+
+
+def _stacked_l2(x, lam):
+    from keras import ops
+
+    return ops.cast(lam, x.dtype) * ops.sum(ops.square(x), axis=_rest(x))
+
+
+def _stacked_l1l2(x, l1, l2):
+    return _stacked_l1(x, l1) + _stacked_l2(x, l2)
+
+
+def _stacked_kl(x, lam, rho):
+    from keras import ops
+
+    rho_hat = ops.clip(ops.mean(x, axis=1), 1e-6, 0.99999)
+    rho = _member(rho, rho_hat)
+    kl = rho * ops.log(rho / rho_hat) + (1 - rho) * ops.log((1 - rho) / (1 - rho_hat))
+    return ops.cast(lam, x.dtype) * ops.sum(kl, axis=_rest(kl))
+
+
 @dataclass(frozen=True)
 class Kind:
-    """One built-in penalty: its config parameters, formula and Keras class."""
+    """One built-in penalty: its config parameters, formula and implementations.
+
+    ``target`` is the Keras class used on a layer. ``stacked(x, **params)`` is the same
+    formula for the fused engine: ``x`` holds one tensor per member on axis 0 (for an
+    activity, [members, batch, units]) and each parameter is a vector with one value per
+    member; it returns one penalty per member.
+    """
 
     name: str
     params: tuple[str, ...]
     formula: str
     target: str
+    stacked: Callable
 
 
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
-        Kind("l1", ("lam",), "lam * sum(|x|)", "keras.regularizers.L1"),
-        Kind("l2", ("lam",), "lam * sum(x^2)", "keras.regularizers.L2"),
-        Kind("l1l2", ("l1", "l2"), "l1 * sum(|x|) + l2 * sum(x^2)", "keras.regularizers.L1L2"),
+        Kind("l1", ("lam",), "lam * sum(|x|)", "keras.regularizers.L1", _stacked_l1),
+        Kind("l2", ("lam",), "lam * sum(x^2)", "keras.regularizers.L2", _stacked_l2),
+        Kind(
+            "l1l2",
+            ("l1", "l2"),
+            "l1 * sum(|x|) + l2 * sum(x^2)",
+            "keras.regularizers.L1L2",
+            _stacked_l1l2,
+        ),
         Kind(
             "kl",
             ("lam", "rho"),
             "lam * sum_j [rho log(rho/rho_hat_j) + (1-rho) log((1-rho)/(1-rho_hat_j))],"
             " rho_hat_j = clip(mean over the batch of unit j, 1e-6, 0.99999)",
             "regexp.custom_regularizers.KLSparsity",
+            _stacked_kl,
         ),
     )
 }

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from regexp import data as datasets
 from regexp import metrics, plots
 from regexp.config import validate
-from regexp.engines import ENGINES
+from regexp.engines import ENGINES, Job
 from regexp.rundir import METRICS, env_record, run_name, write_config, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -71,39 +71,62 @@ def history_frame(history: dict[str, list[float]]) -> pd.DataFrame:
     return frame
 
 
-def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Train one configuration and write its run folder; return ``metrics.json``'s content."""
-    plans = validate(cfg)
-    run_dir = Path(run_dir)
-    write_config(run_dir, cfg)
-    data = datasets.load(cfg.dataset)
+def prepare(cfg: DictConfig, data: datasets.Dataset | None = None) -> Job:
+    """Validate, load the data (unless given), and build the model under ``cfg.seed``.
 
+    The initial weights depend only on the structure and the seed, so every engine
+    starts the same job from the same weights.
+    """
+    plans = validate(cfg)
+    data = data if data is not None else datasets.load(cfg.dataset)
     keras = _import_keras()
-    from regexp.model import activity_outputs, build_model, compile_model, total_penalty
+    from regexp.model import build_model, compile_model
 
     seed = int(cfg.seed)
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    write_json_atomic(run_dir / "env.json", env_record(seed, overrides))
-
     model, loss_penalties = build_model(plans, data.n_features, data.n_classes, cfg.reg.mode)
     compile_model(model, cfg.optimizer, data.binary, loss_penalties)
+    return Job(cfg, plans, data, model, loss_penalties, seed)
+
+
+def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train one configuration and write its run folder; return ``metrics.json``'s content."""
+    validate(cfg)
+    write_config(Path(run_dir), cfg)
+    job = prepare(cfg)
+    engine = cfg.trainer.engine
+    start = time.perf_counter()
+    history = ENGINES[engine]().fit(job)
+    return finish(job, history, time.perf_counter() - start, Path(run_dir), overrides, engine)
+
+
+def finish(
+    job: Job,
+    history: dict[str, list[float]],
+    seconds: float,
+    run_dir: Path,
+    overrides: list[str] | None,
+    engine: str,
+) -> dict[str, Any]:
+    """Write the run folder of a trained job; ``metrics.json`` last. Shared by every engine."""
+    from regexp.model import activity_outputs, total_penalty
+
+    cfg, data, model = job.cfg, job.data, job.model
+    write_config(run_dir, cfg)
+    write_json_atomic(run_dir / "env.json", env_record(job.seed, overrides))
     lines: list[str] = []
     model.summary(print_fn=lambda line, *a, **k: lines.append(line))
     (run_dir / "model.txt").write_text("\n".join(lines) + "\n")
-
-    start = time.perf_counter()
-    history = ENGINES[cfg.trainer.engine]().fit(model, data, cfg.trainer)
-    seconds = time.perf_counter() - start
     frame = history_frame(history)
     frame.to_csv(run_dir / "history.csv", index=False)
 
     final: dict[str, Any] = {}
     for split in SPLITS:
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
-        p = model.predict(x, verbose=0)
+        p = np.asarray(model(x, training=False))
         loss = metrics.data_loss(y, p)
-        penalty = total_penalty(model, x, loss_penalties)
+        penalty = total_penalty(model, x, job.loss_penalties)
         final[split] = {
             "accuracy": metrics.accuracy(y, p),
             "data_loss": loss,
@@ -115,7 +138,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     title = run_name(cfg.get("experiment_name"), cfg.reg.name)
     plots.curves(frame, run_dir / "loss.png", "loss", f"{title}: loss")
     plots.curves(frame, run_dir / "accuracy.png", "accuracy", f"{title}: accuracy")
-    acts = activity_outputs(model, plans, data.x_test)
+    acts = activity_outputs(model, job.plans, data.x_test)
     if acts:
         plots.activations(acts, run_dir / "activations.png", f"{title}: activations on test")
     if data.n_features == 2:
@@ -126,7 +149,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) ->
     result = {
         "status": "completed",
         "name": title,
-        "seed": seed,
+        "engine": engine,
+        "seed": job.seed,
         "epochs_run": len(frame),
         "train_seconds": round(seconds, 3),
         "val_is_test": data.val_is_test,

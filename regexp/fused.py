@@ -1,0 +1,241 @@
+"""The fused engine: many runs of one network trained at once, as one vectorized model.
+
+The members of a group share the data and the network's structure. Each keeps what
+makes it a separate run:
+
+- its initial weights: those its own Keras model drew under its seed;
+- its batch order: ``batch_orders(n, epochs, seed)``, as the compiled engine uses;
+- its learning rate and penalty strengths (``reg.lam`` or any strength in the recipe).
+
+Every weight gets a leading member axis ([K, in, out]); a Dense layer becomes one batched
+matmul; each member's loss is its own data loss plus its own penalties, and the sum over
+members is differentiated, so members never mix. The optimizer is Keras' update formula
+applied to the stacked variables with a per-member learning rate. Per epoch the same
+numbers as ``model.fit`` are recorded for each member: the batch-size-weighted mean of
+the total loss, the per-sample mean data loss and accuracy, and the same on validation
+batches of ``trainer.batch_size``.
+
+Built-in penalties use their vectorized formula (``Kind.stacked``); a ``_target_``
+regularizer is applied to each member's slice in turn, which is exact but slower.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from regexp.engines import SERIES, History, Job, batch_orders
+from regexp.regularizers import KINDS, to_keras
+
+log = logging.getLogger(__name__)
+
+# What members of one group may differ in: everything else must match.
+SLOTS = ("kernel", "bias", "activity")
+FREE_KEYS = ("seed", "experiment_name", "published", "optimizer.lr", "reg", "trainer.engine")
+
+
+def group_key(job: Job) -> str:
+    """Jobs with equal keys can be fused: same data, network, optimizer and schedule.
+
+    The regularizers must have the same kinds in the same places; their strengths may
+    differ, and so may the seed and the learning rate.
+    """
+    plain = OmegaConf.to_container(job.cfg, resolve=True)
+    for key in FREE_KEYS:
+        *parents, leaf = key.split(".")
+        node = plain
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+
+    def kind(spec):
+        return None if spec is None else spec.get("kind") or f"_target_={spec['_target_']}"
+
+    plain["plans"] = [
+        [p.name, p.units, p.activation, p.position, kind(p.kernel), kind(p.bias), kind(p.activity)]
+        for p in job.plans
+    ]
+    return OmegaConf.to_yaml(OmegaConf.create(plain))
+
+
+def _penalty(specs: Sequence[dict | None]) -> Callable | None:
+    """One penalty per member, as a function of the stacked tensor [K, ...] -> [K]."""
+    import tensorflow as tf
+
+    if all(s is None for s in specs):
+        return None
+    first = specs[0]
+    if "kind" in first:
+        kind = KINDS[first["kind"]]
+        params = {p: tf.constant([float(s[p]) for s in specs], tf.float32) for p in kind.params}
+        return lambda x: kind.stacked(x, **params)
+    regs = [to_keras(s) for s in specs]
+    return lambda x: tf.stack([tf.cast(r(x[k]), tf.float32) for k, r in enumerate(regs)])
+
+
+class _Optimizer:
+    """Keras' Adam, SGD and RMSprop update rules on stacked variables, lr per member."""
+
+    def __init__(self, cfg, lr, variables):
+        import tensorflow as tf
+
+        self.name, self.lr = cfg.name, lr
+        self.momentum = float(cfg.get("momentum", 0.0) or 0.0)
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.slots = [
+            [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+            for _ in range(2 if cfg.name == "adam" else 1)
+        ]
+
+    def apply(self, grads, variables) -> None:
+        import tensorflow as tf
+
+        b1, b2, eps = 0.9, 0.999, 1e-7
+        t = tf.cast(self.iterations + 1, tf.float32)
+        for i, (g, v) in enumerate(zip(grads, variables, strict=True)):
+            lr = tf.reshape(self.lr, [-1] + [1] * (len(v.shape) - 1))
+            if self.name == "adam":
+                m, s = self.slots[0][i], self.slots[1][i]
+                alpha = lr * tf.sqrt(1 - tf.pow(b2, t)) / (1 - tf.pow(b1, t))
+                m.assign_add((g - m) * (1 - b1))
+                s.assign_add((tf.square(g) - s) * (1 - b2))
+                v.assign_sub((m * alpha) / (tf.sqrt(s) + eps))
+            elif self.name == "rmsprop":
+                s = self.slots[0][i]
+                s.assign(0.9 * s + (1 - 0.9) * tf.square(g))
+                v.assign_sub(lr * g / tf.sqrt(s + eps))
+            elif self.momentum:
+                m = self.slots[0][i]
+                m.assign(m * self.momentum - g * lr)
+                v.assign_add(m)
+            else:
+                v.assign_sub(g * lr)
+        self.iterations.assign_add(1)
+
+
+def fit_members(jobs: Sequence[Job]) -> list[History]:
+    """Train jobs of one group together; leave each job's final weights in its model."""
+    import keras
+    import tensorflow as tf
+
+    first = jobs[0]
+    data, plans, trainer = first.data, first.plans, first.cfg.trainer
+    epochs, bs = int(trainer.epochs), int(trainer.batch_size)
+    n, nv = len(data.x_train), len(data.x_val)
+    x, y = tf.constant(data.x_train), tf.constant(data.y_train)
+    xv, yv = tf.constant(data.x_val), tf.constant(data.y_val)
+    orders = np.stack([batch_orders(n, epochs, j.seed, bool(trainer.shuffle)) for j in jobs])
+    order = tf.constant(orders.transpose(1, 0, 2), tf.int32)  # [epochs, K, n]
+
+    initial = [j.model.get_weights() for j in jobs]  # kernel, bias per Dense, in order
+    variables = [tf.Variable(np.stack(ws)) for ws in zip(*initial, strict=True)]
+    layers = []
+    for i, plan in enumerate(plans):
+        specs = {slot: [getattr(j.plans[i], slot) for j in jobs] for slot in SLOTS}
+        layers.append(
+            (
+                plan,
+                variables[2 * i],
+                variables[2 * i + 1],
+                {slot: _penalty(s) for slot, s in specs.items()},
+                keras.activations.get(plan.activation) if plan.units is not None else None,
+            )
+        )
+    lr = tf.constant([float(j.cfg.optimizer.lr) for j in jobs], tf.float32)
+    optimizer = _Optimizer(first.cfg.optimizer, lr, variables)
+    binary = data.binary
+
+    def weight_penalty():
+        total = 0.0
+        for _, kernel, bias, pens, _ in layers:
+            for slot, w in (("kernel", kernel), ("bias", bias)):
+                if pens[slot] is not None:
+                    total = total + pens[slot](w)
+        return total
+
+    def forward(xb):
+        """Logits [K, B, C] and the activity penalty per member [K], Keras-reduced."""
+        h, activity = xb, 0.0
+        size = tf.cast(tf.shape(xb)[1], tf.float32)
+        for plan, kernel, bias, pens, act in layers:
+            z = tf.matmul(h, kernel) + bias[:, None, :]
+            if act is None:
+                return z, activity
+            h = act(z)
+            if pens["activity"] is not None:
+                penalised = z if plan.position == "pre" else h
+                activity = activity + pens["activity"](penalised) / size
+        raise AssertionError("the plan has no output layer")
+
+    def batch_numbers(xb, yb):
+        """Per member: batch total loss, and sums over the batch of data loss and hits."""
+        logits, activity = forward(xb)
+        if binary:
+            per_sample = tf.reduce_mean(
+                tf.nn.sigmoid_cross_entropy_with_logits(labels=yb, logits=logits), axis=-1
+            )
+            hits = tf.cast(tf.equal(tf.sigmoid(logits) > 0.5, yb > 0.5), tf.float32)[..., 0]
+        else:
+            per_sample = tf.nn.softmax_cross_entropy_with_logits(labels=yb, logits=logits)
+            hits = tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(yb, -1)), tf.float32)
+        total = tf.reduce_mean(per_sample, axis=1) + weight_penalty() + activity
+        return total, tf.reduce_sum(per_sample, axis=1), tf.reduce_sum(hits, axis=1)
+
+    k = len(jobs)
+    names = [f"{p}{s}" for p in ("", "val_") for s in SERIES]
+    buffers = {name: tf.Variable(tf.zeros([epochs, k]), trainable=False) for name in names}
+
+    def epoch_body(epoch):
+        zeros = (tf.zeros([k]), tf.zeros([k]), tf.zeros([k]))
+
+        def train_batch(b, loss, data_loss, hits):
+            idx = order[epoch][:, b * bs : tf.minimum((b + 1) * bs, n)]
+            xb, yb = tf.gather(x, idx), tf.gather(y, idx)
+            size = tf.cast(tf.shape(idx)[1], tf.float32)
+            with tf.GradientTape() as tape:
+                total, d, h = batch_numbers(xb, yb)
+                objective = tf.reduce_sum(total)
+            optimizer.apply(tape.gradient(objective, variables), variables)
+            return b + 1, loss + total * size, data_loss + d, hits + h
+
+        def val_batch(b, loss, data_loss, hits):
+            xb = tf.tile(xv[None, b * bs : (b + 1) * bs], [k, 1, 1])
+            yb = tf.tile(yv[None, b * bs : (b + 1) * bs], [k, 1, 1])
+            size = tf.cast(tf.shape(xb)[1], tf.float32)
+            total, d, h = batch_numbers(xb, yb)
+            return b + 1, loss + total * size, data_loss + d, hits + h
+
+        for prefix, body, count, steps in (
+            ("", train_batch, n, (n + bs - 1) // bs),
+            ("val_", val_batch, nv, (nv + bs - 1) // bs),
+        ):
+            _, *sums = tf.while_loop(lambda b, *_: b < steps, body, (tf.constant(0), *zeros))
+            for series, value in zip(SERIES, sums, strict=True):
+                buffers[prefix + series][epoch].assign(value / count)
+        return (epoch + 1,)
+
+    @tf.function(autograph=False)
+    def run(start, stop):
+        tf.while_loop(lambda e: e < stop, epoch_body, (start,))
+        return tf.constant(0)
+
+    chunk = max(1, math.ceil(epochs / 10))
+    for start in range(0, epochs, chunk):
+        stop = min(epochs, start + chunk)
+        run(tf.constant(start), tf.constant(stop))
+        mean = {name: float(tf.reduce_mean(buffers[name][stop - 1])) for name in names}
+        log.info(
+            "epoch %d/%d  %d members  mean loss %.4f  mean val_loss %.4f",
+            stop, epochs, k, mean["loss"], mean["val_loss"],
+        )  # fmt: skip
+
+    final = [v.numpy() for v in variables]
+    for m, job in enumerate(jobs):
+        job.model.set_weights([w[m] for w in final])
+    values = {name: buffers[name].numpy() for name in names}
+    return [{name: [float(v) for v in values[name][:, m]] for name in names} for m in range(k)]
+
