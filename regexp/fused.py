@@ -26,8 +26,9 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from regexp.config import LayerPlan
 from regexp.engines import SERIES, History, Job, batch_orders
 from regexp.regularizers import KINDS, to_keras
 
@@ -38,13 +39,13 @@ SLOTS = ("kernel", "bias", "activity")
 FREE_KEYS = ("seed", "experiment_name", "published", "optimizer.lr", "reg", "trainer.engine")
 
 
-def group_key(job: Job) -> str:
+def group_key(cfg: DictConfig, plans: Sequence[LayerPlan]) -> str:
     """Jobs with equal keys can be fused: same data, network, optimizer and schedule.
 
     The regularizers must have the same kinds in the same places; their strengths may
     differ, and so may the seed and the learning rate.
     """
-    plain = OmegaConf.to_container(job.cfg, resolve=True)
+    plain = OmegaConf.to_container(cfg, resolve=True)
     for key in FREE_KEYS:
         *parents, leaf = key.split(".")
         node = plain
@@ -57,7 +58,7 @@ def group_key(job: Job) -> str:
 
     plain["plans"] = [
         [p.name, p.units, p.activation, p.position, kind(p.kernel), kind(p.bias), kind(p.activity)]
-        for p in job.plans
+        for p in plans
     ]
     return OmegaConf.to_yaml(OmegaConf.create(plain))
 
@@ -213,7 +214,7 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
             ("", train_batch, n, (n + bs - 1) // bs),
             ("val_", val_batch, nv, (nv + bs - 1) // bs),
         ):
-            _, *sums = tf.while_loop(lambda b, *_: b < steps, body, (tf.constant(0), *zeros))
+            _, *sums = tf.while_loop(lambda b, *_, s=steps: b < s, body, (tf.constant(0), *zeros))
             for series, value in zip(SERIES, sums, strict=True):
                 buffers[prefix + series][epoch].assign(value / count)
         return (epoch + 1,)
@@ -238,4 +239,3 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
         job.model.set_weights([w[m] for w in final])
     values = {name: buffers[name].numpy() for name in names}
     return [{name: [float(v) for v in values[name][:, m]] for name in names} for m in range(k)]
-

@@ -83,7 +83,6 @@ def prepare(cfg: DictConfig, data: datasets.Dataset | None = None) -> Job:
     from regexp.model import build_model, compile_model
 
     seed = int(cfg.seed)
-    keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     model, loss_penalties = build_model(plans, data.n_features, data.n_classes, cfg.reg.mode)
     compile_model(model, cfg.optimizer, data.binary, loss_penalties)

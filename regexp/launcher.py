@@ -1,0 +1,144 @@
+"""The fused launcher: a Hydra launcher that trains a multirun's jobs as fused groups.
+
+``regexp run -m ...`` uses it by default (``hydra/launcher=fused``). It composes every
+job's config as Hydra's basic launcher does, validates all of them before training
+anything, groups the jobs that can share one vectorized model (``fused.group_key``),
+trains each group with ``fused.fit_members``, and then hands every job to Hydra's own
+``run_job``, which makes its folder, writes ``.hydra/`` and its log, and calls the same
+``finish`` a single run uses. Each job's folder is therefore the one it would have had
+alone. Jobs with ``trainer.engine=keras`` are not fused: they run one by one with
+``model.fit``.
+
+Hydra only accepts launchers defined in its ``hydra_plugins`` namespace package, so
+``hydra_plugins/regexp_launcher/fused_launcher.py`` defines ``FusedLauncher`` as a
+subclass of ``FusedLauncherBase`` and registers ``hydra/launcher=fused``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FusedLauncherConf:
+    _target_: str = "hydra_plugins.regexp_launcher.fused_launcher.FusedLauncher"
+    max_members: int = 100  # the largest group trained as one model
+
+
+class FusedLauncherBase(Launcher):
+    def __init__(self, max_members: int = 100) -> None:
+        self.max_members = max_members
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        from regexp.config import validate
+        from regexp.errors import UserError
+
+        setup_globals()
+        assert self.config is not None and self.hydra_context is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info("Launching %d jobs, fused where they share a network", len(job_overrides))
+
+        sweep_configs = []
+        for num, overrides in enumerate(job_overrides, start=initial_job_idx):
+            log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
+            sweep_config = self.hydra_context.config_loader.load_sweep_config(
+                self.config, list(overrides)
+            )
+            with open_dict(sweep_config):
+                sweep_config.hydra.job.id = num
+                sweep_config.hydra.job.num = num
+            try:
+                validate(_task_config(sweep_config))
+            except UserError as e:
+                print(f"regexp: error: job #{num}: {e}", file=sys.stderr)
+                raise SystemExit(2) from None
+            sweep_configs.append(sweep_config)
+
+        returns: dict[int, JobReturn] = {}
+        for group in self._groups(sweep_configs):
+            returns.update(self._run_group(group))
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return [returns[c.hydra.job.num] for c in sweep_configs]
+
+    def _groups(self, sweep_configs: list[DictConfig]) -> list[list[DictConfig]]:
+        """Fusable jobs together, in order of first appearance, at most max_members each."""
+        from regexp.config import validate
+        from regexp.fused import group_key
+
+        groups: dict[str, list[DictConfig]] = {}
+        for i, c in enumerate(sweep_configs):
+            task = _task_config(c)
+            if task.trainer.engine == "keras":
+                groups[f"keras-{i}"] = [c]
+                continue
+            key = group_key(task, validate(task))
+            groups.setdefault(key, []).append(c)
+        size = self.max_members
+        return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+    def _run_group(self, group: list[DictConfig]) -> dict[int, JobReturn]:
+        from regexp import data as datasets
+        from regexp.engines import ENGINES
+        from regexp.fused import fit_members
+        from regexp.run import finish, prepare
+
+        tasks = [_task_config(c) for c in group]
+        data = datasets.load(tasks[0].dataset)
+        jobs = [prepare(t, data) for t in tasks]
+        start = time.perf_counter()
+        if tasks[0].trainer.engine == "keras":
+            histories, engine = [ENGINES["keras"]().fit(jobs[0])], "keras"
+        else:
+            histories, engine = fit_members(jobs), f"fused (group of {len(jobs)})"
+        seconds = (time.perf_counter() - start) / len(jobs)
+
+        returns = {}
+        for sweep_config, job, history in zip(group, jobs, histories, strict=True):
+
+            def write(cfg: DictConfig, job=job, history=history) -> dict:
+                from hydra.core.hydra_config import HydraConfig
+
+                hc = HydraConfig.get()
+                overrides = list(hc.overrides.task)
+                return finish(job, history, seconds, Path(hc.runtime.output_dir), overrides, engine)
+
+            returns[sweep_config.hydra.job.num] = run_job(
+                hydra_context=self.hydra_context,
+                task_function=write,
+                config=sweep_config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
+        return returns
+
+
+def _task_config(sweep_config: DictConfig) -> DictConfig:
+    """The job's own config, as Hydra hands it to the task function (no ``hydra`` node)."""
+    task = copy.deepcopy(sweep_config)
+    with read_write(task), open_dict(task):
+        task.pop("hydra", None)
+    return task
