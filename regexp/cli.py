@@ -11,6 +11,7 @@ usage: regexp <command> [args]
 commands:
   run [overrides]     train one configuration; `run -m ...` sweeps (Hydra multirun).
                       `regexp run --help` lists the config groups and the full config.
+  check [overrides]   compose and validate a config without training (no TensorFlow).
   list                print every config group and its options.
 
 examples:
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     if command == "list":
         print(list_groups(), end="")
         return 0
+    if command == "check":
+        return check(rest)
     if command in ("-V", "--version"):
         from regexp import __version__
 
@@ -58,6 +61,25 @@ def list_groups() -> str:
         marked = [f"{o}*" if o == defaults.get(group.name) else o for o in options]
         lines.append(f"{group.name}: {' '.join(marked)}")
     return "\n".join(lines) + "\n(* = default)\n"
+
+
+def check(overrides: list[str]) -> int:
+    """Validate the config ``regexp run <overrides>`` would train, then stop."""
+    from hydra.errors import HydraException
+
+    from regexp.config import compose, validate
+    from regexp.errors import UserError
+
+    try:
+        plans = validate(compose(*overrides))
+    except UserError as e:
+        print(f"regexp: error: {e}", file=sys.stderr)
+        return 2
+    except HydraException as e:
+        print(f"regexp: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(f"ok: {len(plans) - 1} hidden layers, config valid")
+    return 0
 
 
 def run(args: list[str]) -> int:

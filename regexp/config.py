@@ -207,6 +207,7 @@ def validate(cfg: DictConfig) -> list[LayerPlan]:
     tr = cfg.trainer
     _int("trainer.epochs", tr.get("epochs"))
     _int("trainer.batch_size", tr.get("batch_size"))
+    _int("trainer.threads", tr.get("threads"), minimum=0)
     _choice("trainer.engine", tr.get("engine"), tuple(ENGINES))
     return plans
 

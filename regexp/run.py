@@ -50,15 +50,33 @@ def _quiet_native_stderr():
         os.close(devnull)
 
 
-def _import_keras():
-    """Import Keras on TensorFlow with op determinism on (same seed, same numbers)."""
+_tf_threads: int | None = None
+
+
+def _import_keras(threads: int = 0):
+    """Import Keras on TensorFlow with op determinism on (same seed, same numbers).
+
+    ``threads`` sizes TensorFlow's thread pools (0 = TensorFlow's default). Pools can
+    only be set before TensorFlow first runs, so the first run of a process decides.
+    """
+    global _tf_threads
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with _quiet_native_stderr():
         import keras
         import tensorflow as tf
 
-        tf.config.list_physical_devices()
-        tf.config.experimental.enable_op_determinism()
+        if _tf_threads is None:
+            if threads:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+            tf.config.list_physical_devices()
+            tf.config.experimental.enable_op_determinism()
+            _tf_threads = threads
+    if threads != _tf_threads:
+        log.warning(
+            "trainer.threads=%d ignored: this process already runs TensorFlow with %d",
+            threads, _tf_threads,
+        )  # fmt: skip
     return keras
 
 
@@ -79,7 +97,7 @@ def prepare(cfg: DictConfig, data: datasets.Dataset | None = None) -> Job:
     """
     plans = validate(cfg)
     data = data if data is not None else datasets.load(cfg.dataset)
-    keras = _import_keras()
+    keras = _import_keras(int(cfg.trainer.threads))
     from regexp.model import build_model, compile_model
 
     seed = int(cfg.seed)

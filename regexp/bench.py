@@ -1,0 +1,141 @@
+"""``make bench``: the engines side by side on experiment B4, in one process, one run.
+
+Training time is timed around ``engine.fit`` only (model building and folder writing
+excluded; each engine's own tracing included), and reported as seconds per
+member-epoch and as a speed-up over ``model.fit``. A second table times a whole
+50-job sweep (10 lambdas x 5 seeds) through the fused launcher, folders written,
+against one job run end to end with ``model.fit``. Last, the wall time of two commands
+that must not import TensorFlow.
+
+    python -m regexp.bench [--epochs N] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+EXPERIMENT = "experiment=b4_l1_activity"
+LAMBDAS = [f"{x:.0e}" for x in (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)]
+
+
+def _members(k: int, epochs: int) -> list:
+    from regexp.config import compose
+    from regexp.run import prepare
+
+    return [
+        prepare(
+            compose(
+                EXPERIMENT,
+                f"trainer.epochs={epochs}",
+                f"seed={i % 5}",
+                f"reg.lam={LAMBDAS[i // 5 % 10]}",
+            )
+        )  # fmt: skip
+        for i in range(k)
+    ]
+
+
+def time_engines(epochs: int) -> list[dict]:
+    from regexp.engines import ENGINES
+    from regexp.fused import fit_members
+
+    rows = []
+    for label, engine, k in [("model.fit", "keras", 1), ("compiled", "compiled", 1),
+                             ("fused K=1", None, 1), ("fused K=10", None, 10),
+                             ("fused K=50", None, 50)]:  # fmt: skip
+        jobs = _members(k, epochs)
+        start = time.perf_counter()
+        if engine:
+            ENGINES[engine]().fit(jobs[0])
+        else:
+            fit_members(jobs)
+        seconds = time.perf_counter() - start
+        rows.append({"what": label, "members": k, "seconds": seconds,
+                     "s_per_member_epoch": seconds / (k * epochs)})  # fmt: skip
+        print(f"  {label}: {seconds:.2f} s", flush=True)
+    base = rows[0]["s_per_member_epoch"]
+    for r in rows:
+        r["speedup_vs_fit"] = base / r["s_per_member_epoch"]
+    return rows
+
+
+def time_sweep(epochs: int) -> list[dict]:
+    from regexp.cli import main
+    from regexp.config import compose
+    from regexp.run import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        train(compose(EXPERIMENT, f"trainer.epochs={epochs}", "trainer.engine=keras"),
+              Path(tmp) / "alone")  # fmt: skip
+        alone = time.perf_counter() - start
+        start = time.perf_counter()
+        main(["run", "-m", EXPERIMENT, f"trainer.epochs={epochs}", "seed=0,1,2,3,4",
+              "reg.lam=" + ",".join(LAMBDAS), f"hydra.sweep.dir={tmp}/sweep"])  # fmt: skip
+        sweep = time.perf_counter() - start
+        done = len(list(Path(tmp, "sweep").glob("*/metrics.json")))
+    assert done == 50, f"the sweep completed {done} of 50 jobs"
+    return [
+        {"what": "one job, model.fit, end to end", "members": 1, "seconds": alone,
+         "s_per_job": alone, "speedup_vs_fit": 1.0},
+        {"what": "50-job sweep, fused launcher, end to end", "members": 50, "seconds": sweep,
+         "s_per_job": sweep / 50, "speedup_vs_fit": alone / (sweep / 50)},
+    ]  # fmt: skip
+
+
+def time_commands() -> list[dict]:
+    """Commands that must answer without TensorFlow: best of three, in fresh processes."""
+    rows = []
+    for label, args in [("regexp --help", ["--help"]),
+                        ("regexp check (validate a config)", ["check", EXPERIMENT])]:  # fmt: skip
+        best = min(_wall([sys.executable, "-m", "regexp", *args]) for _ in range(3))
+        rows.append({"what": label, "members": 0, "seconds": best})
+    return rows
+
+
+def _wall(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    import pandas as pd
+
+    parser = argparse.ArgumentParser(prog="python -m regexp.bench", description=__doc__)
+    parser.add_argument("--epochs", type=int, default=200, help="B4 trains 200 epochs")
+    parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
+    args = parser.parse_args(argv)
+    logging.disable(logging.INFO)
+
+    print(f"Training B4 for {args.epochs} epochs with each engine...", flush=True)
+    engines = time_engines(args.epochs)
+    print("A 50-job sweep through the fused launcher, and one model.fit job...", flush=True)
+    sweep = time_sweep(args.epochs)
+    commands = time_commands()
+
+    table = pd.DataFrame(engines + sweep + commands)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench-{datetime.now():%Y-%m-%d-%H-%M-%S}.csv"
+    table.to_csv(path, index=False)
+    with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
+        print()
+        print(pd.DataFrame(engines).to_string(index=False))
+        print()
+        print(pd.DataFrame(sweep).to_string(index=False))
+        print()
+        print(pd.DataFrame(commands).to_string(index=False))
+    print(f"\nwritten to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""Engines against each other: compiled vs model.fit, fused members vs compiled runs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from regexp.cli import main
+from regexp.config import validate
+from regexp.engines import ENGINES, batch_orders
+from regexp.fused import fit_members, group_key
+from regexp.reproduce import experiments
+from regexp.run import prepare
+from tests.conftest import make_cfg
+
+SERIES = ["loss", "data_loss", "accuracy", "val_loss", "val_data_loss", "val_accuracy"]
+
+
+def _history(engine, *overrides):
+    job = prepare(make_cfg(*overrides, f"trainer.engine={engine}"))
+    return pd.DataFrame(ENGINES[engine]().fit(job))[SERIES]
+
+
+def _max_rel(a: pd.DataFrame, b: pd.DataFrame) -> float:
+    return float((np.abs(a - b) / np.maximum(np.abs(b), 1e-12)).to_numpy().max())
+
+
+@pytest.mark.parametrize("experiment", experiments())
+def test_compiled_matches_model_fit_per_epoch(experiment):
+    """Same initial weights (same seed) and the same batch order (no shuffle)."""
+    overrides = [f"experiment={experiment}", "trainer.epochs=3", "trainer.shuffle=false"]
+    fit = _history("keras", *overrides)
+    compiled = _history("compiled", *overrides)
+    assert len(fit) == 3
+    assert _max_rel(compiled, fit) < 1e-4
+
+
+MEMBERS = [["seed=0"], ["seed=1", "reg.lam=0.003"], ["seed=2", "optimizer.lr=0.003"]]
+
+
+@pytest.mark.parametrize("experiment", experiments())
+def test_each_fused_member_matches_its_own_compiled_run(experiment):
+    """Members differ in seed, strength and learning rate; each keeps its own numbers."""
+    base = [f"experiment={experiment}", "trainer.epochs=3"]
+    jobs = [prepare(make_cfg(*base, *m)) for m in MEMBERS]
+    assert len({group_key(j.cfg, j.plans) for j in jobs}) == 1
+    fused = fit_members(jobs)
+    for member, history in zip(MEMBERS, fused, strict=True):
+        alone = _history("compiled", *base, *member)
+        assert _max_rel(pd.DataFrame(history)[SERIES], alone) < 1e-4, member
+    # and the members really differ from each other
+    assert fused[0]["loss"] != fused[1]["loss"] != fused[2]["loss"]
+
+
+def test_fused_final_weights_are_left_in_each_members_model():
+    base = ["experiment=b4_l1_activity", "trainer.epochs=2"]
+    jobs = [prepare(make_cfg(*base, f"seed={s}")) for s in (0, 1)]
+    fit_members(jobs)
+    alone = prepare(make_cfg(*base, "seed=1"))
+    ENGINES["compiled"]().fit(alone)
+    for w_fused, w_alone in zip(jobs[1].model.get_weights(), alone.model.get_weights(),
+                                strict=True):  # fmt: skip
+        np.testing.assert_allclose(w_fused, w_alone, rtol=1e-4, atol=1e-6)
+
+
+def test_batch_orders_are_per_seed_permutations():
+    a, b = batch_orders(10, 3, seed=0, shuffle=True), batch_orders(10, 3, seed=1, shuffle=True)
+    assert a.shape == (3, 10) and all(sorted(row) == list(range(10)) for row in a)
+    assert not np.array_equal(a, b) and not np.array_equal(a[0], a[1])
+    np.testing.assert_array_equal(a, batch_orders(10, 3, seed=0, shuffle=True))
+    np.testing.assert_array_equal(batch_orders(4, 2, 0, shuffle=False), [[0, 1, 2, 3]] * 2)
+
+
+def _key(*overrides):
+    cfg = make_cfg(*overrides)
+    return group_key(cfg, validate(cfg))
+
+
+def test_what_can_and_cannot_be_fused():
+    base = _key("reg=l1_activity")
+    for free in ("seed=3", "reg.lam=0.5", "optimizer.lr=0.1", "reg.hidden.activity.lam=0.2"):
+        assert _key("reg=l1_activity", free) == base, free
+    for bound in ("reg=l2_activity", "model.depth=3", "trainer.batch_size=10",
+                  "dataset.split_seed=1", "optimizer=sgd", "reg.hidden.position=pre"):  # fmt: skip
+        assert _key("reg=l1_activity", bound) != base, bound
+
+
+def test_fused_sweep_writes_the_folders_a_basic_sweep_writes(tmp_path):
+    """Same files, same configs, same numbers (to 1e-4) whichever launcher ran the sweep."""
+    sweep = ["reg=l1_activity", "reg.lam=0.01,0.001", "seed=0,1", "trainer.epochs=2"]
+    folders = {}
+    for launcher in ("fused", "basic"):
+        out = tmp_path / launcher
+        assert main(["run", "-m", *sweep, f"hydra/launcher={launcher}",
+                     f"hydra.sweep.dir={out}"]) == 0  # fmt: skip
+        folders[launcher] = sorted(p for p in out.iterdir() if p.is_dir())
+    assert [p.name for p in folders["fused"]] == [p.name for p in folders["basic"]]
+    for fused, basic in zip(folders["fused"], folders["basic"], strict=True):
+        assert {p.name for p in fused.rglob("*")} == {p.name for p in basic.rglob("*")}
+        assert OmegaConf.load(fused / "config.yaml") == OmegaConf.load(basic / "config.yaml")
+        hf, hb = pd.read_csv(fused / "history.csv"), pd.read_csv(basic / "history.csv")
+        assert _max_rel(hf[SERIES], hb[SERIES]) < 1e-4
+        mf, mb = (json.loads((p / "metrics.json").read_text()) for p in (fused, basic))
+        assert mf.keys() == mb.keys()
+        assert mf["engine"].startswith("fused (group of 4)") and mb["engine"] == "compiled"
+        assert mf["test_data_loss"] == pytest.approx(mb["test_data_loss"], rel=1e-4)
+
+
+def test_keras_engine_jobs_are_not_fused(tmp_path):
+    out = tmp_path / "sweep"
+    assert main(["run", "-m", "seed=0,1", "trainer.epochs=1", "trainer.engine=keras",
+                 f"hydra.sweep.dir={out}"]) == 0  # fmt: skip
+    engines = {json.loads(p.read_text())["engine"] for p in out.glob("*/metrics.json")}
+    assert engines == {"keras"}
