@@ -81,11 +81,19 @@ class KerasEngine:
 
     def fit(self, job: Job) -> History:
         import keras
+        import tensorflow as tf
+
+        from regexp.diagnostics import for_model
 
         model, data, trainer = job.model, job.data, job.cfg.trainer
         epochs = int(trainer.epochs)
+        diag, current = for_model(job)
+        current = tf.function(current)
+        recorded: dict[str, list[float]] = {name: [] for name in diag.names}
 
         def report(epoch: int, logs: dict) -> None:
+            for name, value in current().items():
+                recorded[name].append(float(value))
             log_progress(epoch, epochs, logs)
 
         result = model.fit(
@@ -98,7 +106,7 @@ class KerasEngine:
             verbose=0,
             callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=report)],
         )
-        return {k: [float(v) for v in vs] for k, vs in result.history.items()}
+        return {**{k: [float(v) for v in vs] for k, vs in result.history.items()}, **recorded}
 
 
 class CompiledEngine:
@@ -120,8 +128,11 @@ class CompiledEngine:
         n, nv = len(data.x_train), len(data.x_val)
         order = tf.constant(batch_orders(n, epochs, job.seed, bool(trainer.shuffle)), tf.int32)
 
+        from regexp.diagnostics import for_model
+
         model._symbolic_build(data_batch=(x[:bs], y[:bs]))  # what fit does before tracing
-        names = [f"{p}{s}" for p in ("", "val_") for s in SERIES]
+        diag, current = for_model(job)
+        names = [f"{p}{s}" for p in ("", "val_") for s in SERIES] + diag.names
         buffers = {k: tf.Variable(tf.zeros([epochs]), trainable=False) for k in names}
 
         def metrics_into(prefix: str, epoch) -> None:
@@ -141,6 +152,8 @@ class CompiledEngine:
                     idx = perm[b * bs : tf.minimum((b + 1) * bs, n)]
                     model.train_step((tf.gather(x, idx), tf.gather(y, idx)))
                 metrics_into("", epoch)
+                for name, value in current().items():
+                    buffers[name][epoch].assign(value)
                 for b in tf.range((nv + bs - 1) // bs):
                     model.test_step((xv[b * bs : (b + 1) * bs], yv[b * bs : (b + 1) * bs]))
                 metrics_into("val_", epoch)

@@ -1,8 +1,9 @@
 """The fused engine: many runs of one network trained at once, as one vectorized model.
 
-The members of a group share the data and the network's structure. Each keeps what
+The members of a group share the dataset and the network's structure. Each keeps what
 makes it a separate run:
 
+- its split of the data (``dataset.split_seed``), of the same sizes as the others';
 - its initial weights: those its own Keras model drew under its seed;
 - its batch order: ``batch_orders(n, epochs, seed)``, as the compiled engine uses;
 - its learning rate and penalty strengths (``reg.lam`` or any strength in the recipe).
@@ -23,24 +24,28 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from regexp.config import LayerPlan
+from regexp.diagnostics import Diagnostics
 from regexp.engines import SERIES, History, Job, batch_orders
-from regexp.regularizers import KINDS, to_keras
+from regexp.regularizers import stacked_penalty
 
 log = logging.getLogger(__name__)
 
 # What members of one group may differ in: everything else must match.
 SLOTS = ("kernel", "bias", "activity")
-FREE_KEYS = ("seed", "experiment_name", "published", "optimizer.lr", "reg", "trainer.engine")
+FREE_KEYS = (
+    "seed", "experiment_name", "published", "optimizer.lr", "reg", "trainer.engine",
+    "dataset.split_seed",
+)  # fmt: skip
 
 
 def group_key(cfg: DictConfig, plans: Sequence[LayerPlan]) -> str:
-    """Jobs with equal keys can be fused: same data, network, optimizer and schedule.
+    """Jobs with equal keys can be fused: same dataset, network, optimizer and schedule.
 
     The regularizers must have the same kinds in the same places; their strengths may
     differ, and so may the seed and the learning rate.
@@ -61,21 +66,6 @@ def group_key(cfg: DictConfig, plans: Sequence[LayerPlan]) -> str:
         for p in plans
     ]
     return OmegaConf.to_yaml(OmegaConf.create(plain))
-
-
-def _penalty(specs: Sequence[dict | None]) -> Callable | None:
-    """One penalty per member, as a function of the stacked tensor [K, ...] -> [K]."""
-    import tensorflow as tf
-
-    if all(s is None for s in specs):
-        return None
-    first = specs[0]
-    if "kind" in first:
-        kind = KINDS[first["kind"]]
-        params = {p: tf.constant([float(s[p]) for s in specs], tf.float32) for p in kind.params}
-        return lambda x: kind.stacked(x, **params)
-    regs = [to_keras(s) for s in specs]
-    return lambda x: tf.stack([tf.cast(r(x[k]), tf.float32) for k, r in enumerate(regs)])
 
 
 class _Optimizer:
@@ -127,8 +117,11 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
     data, plans, trainer = first.data, first.plans, first.cfg.trainer
     epochs, bs = int(trainer.epochs), int(trainer.batch_size)
     n, nv = len(data.x_train), len(data.x_val)
-    x, y = tf.constant(data.x_train), tf.constant(data.y_train)
-    xv, yv = tf.constant(data.x_val), tf.constant(data.y_val)
+
+    def stacked(name: str):  # each member's own split: [K, n, features]
+        return tf.constant(np.stack([getattr(j.data, name) for j in jobs]))
+
+    x, y, xv, yv = (stacked(name) for name in ("x_train", "y_train", "x_val", "y_val"))
     orders = np.stack([batch_orders(n, epochs, j.seed, bool(trainer.shuffle)) for j in jobs])
     order = tf.constant(orders.transpose(1, 0, 2), tf.int32)  # [epochs, K, n]
 
@@ -142,7 +135,7 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
                 plan,
                 variables[2 * i],
                 variables[2 * i + 1],
-                {slot: _penalty(s) for slot, s in specs.items()},
+                {slot: stacked_penalty(s) for slot, s in specs.items()},
                 keras.activations.get(plan.activation) if plan.units is not None else None,
             )
         )
@@ -187,7 +180,8 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
         return total, tf.reduce_sum(per_sample, axis=1), tf.reduce_sum(hits, axis=1)
 
     k = len(jobs)
-    names = [f"{p}{s}" for p in ("", "val_") for s in SERIES]
+    diag = Diagnostics([j.plans for j in jobs], xv)
+    names = [f"{p}{s}" for p in ("", "val_") for s in SERIES] + diag.names
     buffers = {name: tf.Variable(tf.zeros([epochs, k]), trainable=False) for name in names}
 
     def epoch_body(epoch):
@@ -195,7 +189,7 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
 
         def train_batch(b, loss, data_loss, hits):
             idx = order[epoch][:, b * bs : tf.minimum((b + 1) * bs, n)]
-            xb, yb = tf.gather(x, idx), tf.gather(y, idx)
+            xb, yb = tf.gather(x, idx, batch_dims=1), tf.gather(y, idx, batch_dims=1)
             size = tf.cast(tf.shape(idx)[1], tf.float32)
             with tf.GradientTape() as tape:
                 total, d, h = batch_numbers(xb, yb)
@@ -204,8 +198,7 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
             return b + 1, loss + total * size, data_loss + d, hits + h
 
         def val_batch(b, loss, data_loss, hits):
-            xb = tf.tile(xv[None, b * bs : (b + 1) * bs], [k, 1, 1])
-            yb = tf.tile(yv[None, b * bs : (b + 1) * bs], [k, 1, 1])
+            xb, yb = xv[:, b * bs : (b + 1) * bs], yv[:, b * bs : (b + 1) * bs]
             size = tf.cast(tf.shape(xb)[1], tf.float32)
             total, d, h = batch_numbers(xb, yb)
             return b + 1, loss + total * size, data_loss + d, hits + h
@@ -217,6 +210,8 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
             _, *sums = tf.while_loop(lambda b, *_, s=steps: b < s, body, (tf.constant(0), *zeros))
             for series, value in zip(SERIES, sums, strict=True):
                 buffers[prefix + series][epoch].assign(value / count)
+        for name, value in diag(variables[0::2], variables[1::2]).items():
+            buffers[name][epoch].assign(value)
         return (epoch + 1,)
 
     @tf.function(autograph=False)

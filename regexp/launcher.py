@@ -101,14 +101,12 @@ class FusedLauncherBase(Launcher):
         return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
     def _run_group(self, group: list[DictConfig]) -> dict[int, JobReturn]:
-        from regexp import data as datasets
         from regexp.engines import ENGINES
         from regexp.fused import fit_members
         from regexp.run import finish, prepare
 
         tasks = [_task_config(c) for c in group]
-        data = datasets.load(tasks[0].dataset)
-        jobs = [prepare(t, data) for t in tasks]
+        jobs = [prepare(t) for t in tasks]
         start = time.perf_counter()
         if tasks[0].trainer.engine == "keras":
             histories, engine = [ENGINES["keras"]().fit(jobs[0])], "keras"

@@ -116,13 +116,16 @@ def total_penalty(model: keras.Model, x: np.ndarray, penalties: Penalties) -> fl
     return float(sum(float(v) for v in model.losses) + float(penalty_of(penalties)))
 
 
-def activity_outputs(model: keras.Model, plans: Sequence[LayerPlan], x: np.ndarray) -> dict:
-    """The tensor each activity penalty sees, per regularized layer, on inputs ``x``."""
-    names = [p.name for p in plans if p.activity is not None]
-    if not names:
-        return {}
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
-    outputs = probe(x, training=False)
-    if len(names) == 1:
-        outputs = [outputs]
-    return {n: np.asarray(o) for n, o in zip(names, outputs, strict=True)}
+def layer_outputs(
+    model: keras.Model, plans: Sequence[LayerPlan], x: np.ndarray
+) -> tuple[dict, dict]:
+    """On inputs ``x``: each hidden layer's output after its activation, and the tensor
+    each activity penalty sees (the Dense output, before the activation for ``pre``)."""
+    hidden = [p for p in plans if p.units is not None]
+    after = [f"{p.name}_act" if p.activity is not None and p.position == "pre" else p.name
+             for p in hidden]  # fmt: skip
+    seen = [p.name for p in hidden if p.activity is not None]
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in after + seen])
+    values = [np.asarray(v) for v in probe(x, training=False)]
+    post = {p.name: v for p, v in zip(hidden, values[: len(hidden)], strict=True)}
+    return post, dict(zip(seen, values[len(hidden) :], strict=True))

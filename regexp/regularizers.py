@@ -23,7 +23,7 @@ layer's output, averaged over the batch.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,3 +191,23 @@ def to_keras(spec: Mapping[str, Any] | None):
     kind = KINDS[spec.pop("kind")]
     rename = _KERAS_ARGS.get(kind.name, {})
     return get_class(kind.target)(**{rename.get(k, k): float(v) for k, v in spec.items()})
+
+
+def stacked_penalty(specs: Sequence[Mapping[str, Any] | None]) -> Callable | None:
+    """The penalties of K members on one slot, as a function [K, ...] -> [K].
+
+    All specs are of one kind (or all None, which gives None). Built-in kinds use their
+    vectorized formula with one strength per member; a ``_target_`` regularizer is
+    applied to each member's slice in turn.
+    """
+    import tensorflow as tf
+
+    if all(s is None for s in specs):
+        return None
+    first = specs[0]
+    if "kind" in first:
+        kind = KINDS[first["kind"]]
+        params = {p: tf.constant([float(s[p]) for s in specs], tf.float32) for p in kind.params}
+        return lambda x: kind.stacked(x, **params)
+    regs = [to_keras(s) for s in specs]
+    return lambda x: tf.stack([tf.cast(r(x[k]), tf.float32) for k, r in enumerate(regs)])

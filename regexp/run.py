@@ -66,18 +66,25 @@ def _import_keras(threads: int = 0):
         import tensorflow as tf
 
         if _tf_threads is None:
-            if threads:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(threads)
+            try:
+                if threads:
+                    tf.config.threading.set_intra_op_parallelism_threads(threads)
+                    tf.config.threading.set_inter_op_parallelism_threads(threads)
+                _tf_threads = threads
+            except RuntimeError:  # TensorFlow already ran in this process
+                _tf_threads = tf.config.threading.get_intra_op_parallelism_threads()
             tf.config.list_physical_devices()
             tf.config.experimental.enable_op_determinism()
-            _tf_threads = threads
     if threads != _tf_threads:
         log.warning(
             "trainer.threads=%d ignored: this process already runs TensorFlow with %d",
             threads, _tf_threads,
         )  # fmt: skip
     return keras
+
+
+def _is_diagnostic(column: str) -> bool:
+    return column.startswith(("penalty_", "l1_", "l2_", "act_mean_", "act_zero_"))
 
 
 def history_frame(history: dict[str, list[float]]) -> pd.DataFrame:
@@ -127,7 +134,7 @@ def finish(
     engine: str,
 ) -> dict[str, Any]:
     """Write the run folder of a trained job; ``metrics.json`` last. Shared by every engine."""
-    from regexp.model import activity_outputs, total_penalty
+    from regexp.model import layer_outputs, total_penalty
 
     cfg, data, model = job.cfg, job.data, job.model
     write_config(run_dir, cfg)
@@ -155,7 +162,8 @@ def finish(
     title = run_name(cfg.get("experiment_name"), cfg.reg.name)
     plots.curves(frame, run_dir / "loss.png", "loss", f"{title}: loss")
     plots.curves(frame, run_dir / "accuracy.png", "accuracy", f"{title}: accuracy")
-    acts = activity_outputs(model, job.plans, data.x_test)
+    post, acts = layer_outputs(model, job.plans, data.x_test)
+    np.savez_compressed(run_dir / "activations.npz", **post)
     if acts:
         plots.activations(acts, run_dir / "activations.png", f"{title}: activations on test")
     if data.n_features == 2:
@@ -173,6 +181,7 @@ def finish(
         "val_is_test": data.val_is_test,
         **{f"{split}_{k}": v for split, vals in final.items() for k, v in vals.items()},
         "activity_mean": {name: float(a.mean()) for name, a in acts.items()},
+        "diagnostics": {k: float(v) for k, v in frame.iloc[-1].items() if _is_diagnostic(k)},
     }
     write_json_atomic(run_dir / METRICS, result)
     log.info(

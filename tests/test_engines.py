@@ -37,7 +37,11 @@ def test_compiled_matches_model_fit_per_epoch(experiment):
     assert _max_rel(compiled, fit) < 1e-4
 
 
-MEMBERS = [["seed=0"], ["seed=1", "reg.lam=0.003"], ["seed=2", "optimizer.lr=0.003"]]
+MEMBERS = [
+    ["seed=0"],
+    ["seed=1", "reg.lam=0.003"],
+    ["seed=2", "optimizer.lr=0.003", "dataset.split_seed=1"],
+]
 
 
 @pytest.mark.parametrize("experiment", experiments())
@@ -80,10 +84,11 @@ def _key(*overrides):
 
 def test_what_can_and_cannot_be_fused():
     base = _key("reg=l1_activity")
-    for free in ("seed=3", "reg.lam=0.5", "optimizer.lr=0.1", "reg.hidden.activity.lam=0.2"):
+    for free in ("seed=3", "reg.lam=0.5", "optimizer.lr=0.1", "reg.hidden.activity.lam=0.2",
+                 "dataset.split_seed=4"):  # fmt: skip
         assert _key("reg=l1_activity", free) == base, free
     for bound in ("reg=l2_activity", "model.depth=3", "trainer.batch_size=10",
-                  "dataset.split_seed=1", "optimizer=sgd", "reg.hidden.position=pre"):  # fmt: skip
+                  "dataset.test_size=0.3", "optimizer=sgd", "reg.hidden.position=pre"):  # fmt: skip
         assert _key("reg=l1_activity", bound) != base, bound
 
 

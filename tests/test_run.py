@@ -12,7 +12,7 @@ from regexp.run import train
 from tests.conftest import make_cfg
 
 FILES = {"config.yaml", "env.json", "model.txt", "history.csv", "metrics.json",
-         "loss.png", "accuracy.png", "activations.png", "data.png"}  # fmt: skip
+         "loss.png", "accuracy.png", "activations.png", "data.png", "activations.npz"}  # fmt: skip
 
 
 def _run(tmp_path, name, *overrides):
