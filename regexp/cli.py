@@ -13,6 +13,7 @@ commands:
                       `regexp run --help` lists the config groups and the full config.
   check [overrides]   compose and validate a config without training (no TensorFlow).
   list                print every config group and its options.
+  report PATH...      tables, plots and statistics over runs (`report --help`).
 
 examples:
   regexp run reg=l1_activity
@@ -36,12 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "check":
         return check(rest)
+    if command == "report":
+        from regexp.report import main as report
+
+        return report(rest)
     if command in ("-V", "--version"):
         from regexp import __version__
 
         print(f"regexp {__version__}")
         return 0
-    print(f"regexp: error: unknown command {command!r}; expected run or list", file=sys.stderr)
+    print(f"regexp: error: unknown command {command!r}; expected run, check, list or report",
+              file=sys.stderr)  # fmt: skip
     return 2
 
 

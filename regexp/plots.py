@@ -98,3 +98,187 @@ def scatter(x: np.ndarray, labels: np.ndarray, out: Path, title: str) -> None:
     ax.set_title(title)
     fig.savefig(out, pil_kwargs=PNG)
     _scatters[digest] = Path(out)
+
+
+# --- report figures: groups of runs, means with 95 % t bands ----------------------
+
+
+def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and 95 % t interval along axis 0 (runs); no band for a single run."""
+    from scipy import stats
+
+    mean = values.mean(axis=0)
+    if len(values) < 2:
+        return mean, mean, mean
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(axis=0, ddof=1) / np.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def _save(fig, out: Path) -> None:
+    fig.savefig(out, pil_kwargs=PNG)
+
+
+def curve_bands(groups, columns: tuple[str, str], out: Path, ylabel: str) -> None:
+    """Train (solid) and validation (dashed) curves per group, mean with 95 % band."""
+    fig = _figure(9, 4.5, left=0.08, right=0.66)
+    ax = fig.add_subplot()
+    colors = _colors(len(groups))
+    for g, color in zip(groups, colors, strict=True):
+        length = min(len(r.history) for r in g.runs)
+        epochs = np.arange(1, length + 1)
+        for column, style in zip(columns, ("-", "--"), strict=True):
+            values = np.stack([r.history[column].to_numpy()[:length] for r in g.runs])
+            mean, low, high = _band(values)
+            ax.plot(
+                epochs,
+                mean,
+                ls=style,
+                color=color,
+                label=f"{g.label} ({'train' if style == '-' else 'val'})",
+            )
+            ax.fill_between(epochs, low, high, color=color, alpha=0.15, lw=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
+    _save(fig, out)
+
+
+def metric_vs_lambda(groups, metric: str, out: Path) -> None:
+    """``metric`` against reg.lam (log axis) for each family of groups, with 95 % bands."""
+    from regexp.stats import mean_ci
+
+    fig = _figure(6, 4)
+    ax = fig.add_subplot()
+    families: dict[str, list] = {}
+    for g in groups:
+        lam = g.config.get("reg.lam")
+        if isinstance(lam, (int, float)) and lam > 0:
+            families.setdefault(str(g.config.get("reg.name")), []).append((lam, g))
+    for (name, members), color in zip(families.items(), _colors(len(families)), strict=True):
+        members.sort(key=lambda m: m[0])
+        lams = [m[0] for m in members]
+        cis = np.array([mean_ci(g.values(metric)) for _, g in members])
+        ax.plot(lams, cis[:, 0], "o-", color=color, label=name)
+        ax.fill_between(lams, cis[:, 1], cis[:, 2], color=color, alpha=0.2, lw=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("reg.lam")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=8)
+    _save(fig, out)
+
+
+def activation_histograms(groups, out: Path) -> None:
+    """Test-split activations of each hidden layer, one density outline per group."""
+    layers = sorted({k for g in groups for r in g.runs for k in _npz(r)}, key=_layer_order)
+    fig = _figure(max(5.0, 3.2 * len(layers)), 3.4, left=0.06, wspace=0.3, top=0.85, right=0.98)
+    axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    for g, color in zip(groups, _colors(len(groups)), strict=True):
+        for ax, layer in zip(axes, layers, strict=True):
+            values = [_npz(r)[layer].ravel() for r in g.runs if layer in _npz(r)]
+            if values:
+                counts, edges = np.histogram(np.concatenate(values), bins=40, density=True)
+                ax.stairs(counts, edges, color=color, label=g.label)
+                ax.set_title(layer)
+    axes[0].legend(fontsize=6)
+    _save(fig, out)
+
+
+def kl_mean_vs_rho(groups, out: Path) -> None:
+    """Mean activation of the KL-penalised layer against rho; the dashed line is y = rho."""
+    from regexp.stats import mean_ci
+
+    points = []
+    for g in groups:
+        rho = g.config.get("reg.rho")
+        if isinstance(rho, (int, float)):
+            layer = max(g.runs[0].metrics["activity_mean"], key=_layer_order)
+            points.append((rho, mean_ci([r.metrics["activity_mean"][layer] for r in g.runs])))
+    points.sort(key=lambda p: p[0])
+    fig = _figure(5, 4)
+    ax = fig.add_subplot()
+    rhos = [p[0] for p in points]
+    cis = np.array([p[1] for p in points])
+    ax.errorbar(
+        rhos,
+        cis[:, 0],
+        yerr=np.nan_to_num([cis[:, 0] - cis[:, 1], cis[:, 2] - cis[:, 0]]),
+        fmt="o-",
+        capsize=3,
+        label="mean activation (test)",
+    )
+    ax.plot(rhos, rhos, "k--", lw=1, label="target rho")
+    ax.set_xlabel("reg.rho")
+    ax.set_ylabel("mean activation of the KL layer")
+    ax.legend(fontsize=8)
+    _save(fig, out)
+
+
+def report_figures(groups, out: Path) -> list[tuple[str, str, object]]:
+    """The figures a report of these groups can show: (file name, caption, draw)."""
+    lams = {g.config.get("reg.lam") for g in groups if g.config.get("reg.lam")}
+    figures = []
+    if len(lams) > 1:
+        for metric in ("test_accuracy", "test_data_loss"):
+            figures.append(
+                (
+                    f"lambda_{metric}.png",
+                    f"{metric} against reg.lam, 95 % band",
+                    lambda m=metric: metric_vs_lambda(groups, m, out / f"lambda_{m}.png"),
+                )
+            )
+    figures.append(
+        (
+            "loss_curves.png",
+            "data loss per epoch: train solid, validation dashed",
+            lambda: curve_bands(
+                groups, ("data_loss", "val_data_loss"), out / "loss_curves.png", "data loss"
+            ),
+        )
+    )
+    figures.append(
+        (
+            "accuracy_curves.png",
+            "accuracy per epoch: train solid, validation dashed",
+            lambda: curve_bands(
+                groups, ("accuracy", "val_accuracy"), out / "accuracy_curves.png", "accuracy"
+            ),
+        )
+    )
+    if any(_npz(r) for g in groups for r in g.runs):
+        figures.append(
+            (
+                "activations.png",
+                "test-split activations per hidden layer",
+                lambda: activation_histograms(groups, out / "activations.png"),
+            )
+        )
+    if len({g.config.get("reg.rho") for g in groups} - {None}) > 0:
+        figures.append(
+            (
+                "kl_rho.png",
+                "KL sparsity: mean activation against rho",
+                lambda: kl_mean_vs_rho(groups, out / "kl_rho.png"),
+            )
+        )
+    return figures
+
+
+_npz_cache: dict[Path, dict] = {}
+
+
+def _npz(run) -> dict:
+    path = run.path / "activations.npz"
+    if path not in _npz_cache:
+        _npz_cache[path] = dict(np.load(path, allow_pickle=False)) if path.is_file() else {}
+    return _npz_cache[path]
+
+
+def _layer_order(name: str) -> int:
+    return int(name[1:]) if name[1:].isdigit() else 10**6
+
+
+def _colors(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "viridis"]
+    return [cmap(i if n <= 10 else i / max(1, n - 1)) for i in range(n)]

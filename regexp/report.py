@@ -1,0 +1,359 @@
+"""``regexp report PATH...``: runs aggregated into tables, plots and statistics.
+
+Runs are grouped by recipe: the penalties each layer actually carries (the layer plan,
+so ``reg.lam`` counts only where something uses it) and the rest of the resolved config,
+minus what only tells runs of one recipe apart: the seed, the split seed, names and
+citations, the engine and thread count. A (seed, split) repeated within a group counts
+once.
+Per group: n, and the mean with a 95 % t interval of test accuracy, test data loss,
+best validation data loss and train-validation accuracy gap; the mean epoch of the best
+validation data loss. With ``--baseline KEY=VALUE``, every other group is compared with
+the baseline group that agrees with it outside KEY's section (``reg`` for
+``reg.name=none``), paired by (seed, split seed): mean difference with a 95 % t
+interval, paired t-test and Wilcoxon p-values, Cohen's d_z, and Holm-adjusted p-values
+across the report's comparisons.
+
+Writes ``report.md``, ``report.html`` (self-contained: images embedded) and
+``report.csv`` (plus ``comparisons.csv``) into ``--out``, or ``<PATH>/report`` for a
+single folder. Never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import glob
+import html
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from regexp import stats
+from regexp.errors import UserError
+from regexp.rundir import METRICS
+
+IGNORED = (
+    "seed",
+    "dataset.split_seed",
+    "experiment_name",
+    "published",
+    "trainer.engine",
+    "trainer.threads",
+)
+METRICS_SHOWN = ("test_accuracy", "test_data_loss", "best_val_data_loss", "gap")
+COMPARED = ("test_accuracy", "test_data_loss")
+SLOTS = ("kernel", "bias", "activity")
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, Any]  # flattened: {"reg.lam": 0.01, ...}
+    metrics: dict[str, Any]
+    history: pd.DataFrame
+    recipe: str  # what trains: the layer plan and everything outside reg
+
+    @property
+    def pair_key(self) -> tuple:
+        return self.config.get("seed"), self.config.get("dataset.split_seed")
+
+    def value(self, name: str) -> float:
+        """A run-level number: a ``metrics.json`` key or one derived from the history."""
+        if name == "best_val_data_loss":
+            return float(self.history["val_data_loss"].min())
+        if name == "best_epoch":
+            return float(self.history.loc[self.history["val_data_loss"].idxmin(), "epoch"])
+        if name == "gap":
+            return float(self.metrics["train_accuracy"] - self.metrics["val_accuracy"])
+        return float(self.metrics[name])
+
+
+@dataclass
+class Group:
+    config: dict[str, Any]
+    runs: list[Run] = field(default_factory=list)
+    label: str = ""
+
+    def values(self, name: str) -> np.ndarray:
+        return np.array([r.value(name) for r in self.runs])
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out if out or not prefix else {prefix[:-1]: "{}"}
+    if isinstance(node, list):
+        return {prefix[:-1]: json.dumps(node)}
+    return {prefix[:-1]: node}
+
+
+def find_runs(paths: list[str]) -> list[Path]:
+    """Complete run folders (with ``metrics.json``) at or under each path or glob."""
+    found: list[Path] = []
+    for pattern in paths:
+        matches = [Path(p) for p in sorted(glob.glob(pattern))] or [Path(pattern)]
+        for p in matches:
+            if p.is_file() and p.name == METRICS:
+                found.append(p.parent)
+            elif p.is_dir():
+                found += sorted(m.parent for m in p.rglob(METRICS))
+    if not found:
+        raise UserError(
+            f"report: no runs under {' '.join(paths)}; expected run or sweep folders "
+            "containing metrics.json"
+        )
+    return list(dict.fromkeys(found))
+
+
+def load_run(path: Path) -> Run:
+    from dataclasses import asdict
+
+    from omegaconf import OmegaConf
+
+    from regexp.config import layer_plan
+
+    cfg = OmegaConf.load(path / "config.yaml")
+    config = flatten(OmegaConf.to_container(cfg))
+    rest = {k: v for k, v in config.items() if not k.startswith((*IGNORED, "reg."))}
+    plans = [asdict(p) for p in layer_plan(cfg)]
+    recipe = json.dumps({"rest": rest, "mode": cfg.reg.mode, "plans": plans}, sort_keys=True)
+    metrics = json.loads((path / METRICS).read_text())
+    return Run(path, config, metrics, pd.read_csv(path / "history.csv"), recipe)
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    groups: dict[str, Group] = {}
+    for run in runs:
+        group = groups.setdefault(run.recipe, Group({}))
+        if run.pair_key not in {r.pair_key for r in group.runs}:
+            group.runs.append(run)
+    result = list(groups.values())
+    for g in result:  # what every run of the group shares
+        first = g.runs[0].config
+        g.config = {
+            k: v
+            for k, v in first.items()
+            if not k.startswith(IGNORED) and all(r.config.get(k) == v for r in g.runs)
+        }
+    varying = sorted(
+        k
+        for k in {k for g in result for k in g.config}
+        if len({str(g.config.get(k)) for g in result}) > 1 and k != "reg.name"
+    )
+    for g in result:
+        penalised = any(
+            p[slot] for p in json.loads(g.runs[0].recipe)["plans"] for slot in SLOTS
+        )  # a recipe without penalties ignores reg.lam and the other knobs
+        parts = [str(g.config.get("reg.name", "?"))]
+        parts += [
+            f"{k}={g.config.get(k)}"
+            for k in varying
+            if not k.startswith("reg.") or (penalised and k in ("reg.lam", "reg.rho", "reg.mode"))
+        ]
+        g.label = " ".join(parts)
+    return sorted(result, key=lambda g: g.label)
+
+
+def summary(groups: list[Group]) -> pd.DataFrame:
+    rows = []
+    for g in groups:
+        row: dict[str, Any] = {"group": g.label, "n": len(g.runs)}
+        for name in METRICS_SHOWN:
+            mean, low, high = stats.mean_ci(g.values(name))
+            row.update({name: mean, f"{name}_ci_low": low, f"{name}_ci_high": high})
+        row["best_epoch"] = float(np.mean(g.values("best_epoch")))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def find_baseline(group: Group, baselines: list[Group], key: str) -> Group | None:
+    """The baseline that agrees with ``group`` outside KEY's section, else the only one."""
+    section = key.split(".")[0] + "."
+
+    def outside(g: Group) -> dict:
+        return {k: v for k, v in g.config.items() if not k.startswith(section)}
+
+    matching = [b for b in baselines if outside(b) == outside(group)]
+    if matching:
+        return matching[0]
+    return baselines[0] if len(baselines) == 1 else None
+
+
+def compare(groups: list[Group], baseline: str) -> pd.DataFrame:
+    """Each group against its baseline, paired by (seed, split seed); Holm across rows."""
+    key, _, value = baseline.partition("=")
+    if not value:
+        raise UserError(f"report: --baseline={baseline!r}; expected KEY=VALUE, e.g. reg.name=none")
+    bases = [g for g in groups if str(g.config.get(key)) == value]
+    if not bases:
+        labels = ", ".join(sorted({str(g.config.get(key)) for g in groups}))
+        raise UserError(
+            f"report: --baseline {key}={value} matches no group; {key} is one of {labels}"
+        )
+    rows = []
+    for g in groups:
+        base = None if g in bases else find_baseline(g, bases, key)
+        if base is None:
+            continue
+        mine = {r.pair_key: r for r in g.runs}
+        theirs = {r.pair_key: r for r in base.runs}
+        common = sorted(set(mine) & set(theirs), key=str)
+        for name in COMPARED:
+            a = [mine[k].value(name) for k in common]
+            b = [theirs[k].value(name) for k in common]
+            p = stats.paired(a, b)
+            rows.append(
+                {
+                    "group": g.label,
+                    "baseline": base.label,
+                    "metric": name,
+                    "pairs": p.n,
+                    "mean_diff": p.mean_diff,
+                    "ci_low": p.low,
+                    "ci_high": p.high,
+                    "p_t": p.p_t,
+                    "p_wilcoxon": p.p_wilcoxon,
+                    "d_z": p.d_z,
+                }
+            )
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        for name in COMPARED:
+            rows_of = table["metric"] == name
+            table.loc[rows_of, "p_t_holm"] = stats.holm(table.loc[rows_of, "p_t"])
+            table.loc[rows_of, "p_wilcoxon_holm"] = stats.holm(table.loc[rows_of, "p_wilcoxon"])
+    return table
+
+
+# --- documents -----------------------------------------------------------------
+
+
+class Document:
+    """Headings, paragraphs, tables and images, rendered as Markdown and as HTML."""
+
+    def __init__(self, title: str, out: Path):
+        self.title, self.out, self.blocks = title, out, []
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.blocks.append(("h", level, text))
+
+    def text(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def table(self, frame: pd.DataFrame) -> None:
+        self.blocks.append(("table", frame))
+
+    def image(self, path: Path, caption: str) -> None:
+        self.blocks.append(("img", path, caption))
+
+    def write(self) -> None:
+        md, body = [f"# {self.title}\n"], [f"<h1>{html.escape(self.title)}</h1>"]
+        for block in self.blocks:
+            kind = block[0]
+            if kind == "h":
+                md.append(f"{'#' * block[1]} {block[2]}\n")
+                body.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
+            elif kind == "p":
+                md.append(block[1] + "\n")
+                body.append(f"<p>{html.escape(block[1])}</p>")
+            elif kind == "table":
+                md.append(markdown_table(block[1]))
+                body.append(block[1].to_html(index=False, float_format=_fmt, na_rep="-"))
+            else:
+                path, caption = block[1], block[2]
+                md.append(f"![{caption}]({path.relative_to(self.out)})\n")
+                data = base64.b64encode(path.read_bytes()).decode()
+                body.append(
+                    f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                )
+        (self.out / "report.md").write_text("\n".join(md))
+        (self.out / "report.html").write_text(
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>"
+            + "\n".join(body)
+            + "</body></html>"
+        )
+
+
+CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+    "img{max-width:100%}figcaption{font-size:12px;color:#555}"
+)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "-" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    head = "| " + " | ".join(map(str, frame.columns)) + " |\n"
+    rule = "|" + "---|" * len(frame.columns) + "\n"
+    rows = "".join("| " + " | ".join(_fmt(v) for v in row) + " |\n" for row in frame.values)
+    return head + rule + rows
+
+
+# --- the report ------------------------------------------------------------------
+
+
+def build(paths: list[str], out: Path, baseline: str | None = None) -> Document:
+    from regexp import plots
+
+    runs = [load_run(p) for p in find_runs(paths)]
+    groups = group_runs(runs)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = Document(f"regexp report: {len(runs)} runs in {len(groups)} groups", out)
+    table = summary(groups)
+    table.to_csv(out / "report.csv", index=False)
+    doc.text(
+        "Mean and 95 % t interval across the runs of each group (seeds and splits). "
+        "gap = final train accuracy - validation accuracy. best_epoch = mean epoch of "
+        "the lowest validation data loss."
+    )
+    doc.table(table)
+    if baseline:
+        comparison = compare(groups, baseline)
+        comparison.to_csv(out / "comparisons.csv", index=False)
+        doc.heading(f"Paired comparisons against {baseline}")
+        doc.text(
+            "mean_diff = group - baseline over runs with the same seed and split; "
+            "p-values from the paired t-test and the Wilcoxon signed-rank test, Holm-"
+            "adjusted across the rows of each metric; d_z = mean_diff / sd of the "
+            "differences."
+        )
+        doc.table(comparison)
+    doc.heading("Figures")
+    for name, caption, draw in plots.report_figures(groups, out):
+        draw()
+        doc.image(out / name, caption)
+    doc.write()
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="regexp report", description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="+", help="run folders, sweep folders or globs")
+    parser.add_argument("--baseline", help="compare every group with this one, e.g. reg.name=none")
+    parser.add_argument("--out", type=Path, help="where to write (default: <PATH>/report)")
+    args = parser.parse_args(argv)
+    single = len(args.paths) == 1 and Path(args.paths[0]).is_dir()
+    out = args.out or (Path(args.paths[0]) / "report" if single else Path("outputs/report"))
+    try:
+        doc = build(args.paths, out, args.baseline)
+    except UserError as e:
+        print(f"regexp: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{doc.title}\nwritten to {out}/report.md, report.html and report.csv")
+    return 0

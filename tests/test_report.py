@@ -1,0 +1,81 @@
+"""regexp report on real run folders: the table's numbers, not just its files."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from regexp.cli import main
+from regexp.errors import UserError
+from regexp.report import build
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    rc = main(["run", "-m", "experiment=b4_l1_activity", "reg=l1_activity,none", "seed=0,1,2",
+               "trainer.epochs=3", f"hydra.sweep.dir={out}"])  # fmt: skip
+    assert rc == 0
+    return out
+
+
+def _metrics(sweep, reg):
+    runs = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
+    return {m["seed"]: m for m in runs if m["name"].endswith(f"_{reg}")}
+
+
+def test_table_numbers_are_the_runs_numbers(sweep, tmp_path):
+    build([str(sweep)], tmp_path, baseline="reg.name=none")
+    table = pd.read_csv(tmp_path / "report.csv").set_index("group")
+    assert list(table.index) == ["l1_activity reg.lam=0.01", "none"]
+    assert list(table["n"]) == [3, 3]
+    reg = _metrics(sweep, "l1_activity")
+    acc = np.array([reg[s]["test_accuracy"] for s in (0, 1, 2)])
+    row = table.loc["l1_activity reg.lam=0.01"]
+    half = stats.t.ppf(0.975, 2) * acc.std(ddof=1) / math.sqrt(3)
+    assert row["test_accuracy"] == pytest.approx(acc.mean())
+    assert row["test_accuracy_ci_low"] == pytest.approx(acc.mean() - half)
+    gap = [reg[s]["train_accuracy"] - reg[s]["val_accuracy"] for s in (0, 1, 2)]
+    assert row["gap"] == pytest.approx(np.mean(gap))
+    best = [pd.read_csv(p.parent / "history.csv")["val_data_loss"].min()
+            for p in sweep.glob("*_l1_activity/metrics.json")]  # fmt: skip
+    assert row["best_val_data_loss"] == pytest.approx(np.mean(best))
+
+    comparisons = pd.read_csv(tmp_path / "comparisons.csv")
+    loss = comparisons[comparisons["metric"] == "test_data_loss"].iloc[0]
+    base = _metrics(sweep, "none")
+    d = [reg[s]["test_data_loss"] - base[s]["test_data_loss"] for s in (0, 1, 2)]
+    assert loss["pairs"] == 3 and loss["mean_diff"] == pytest.approx(np.mean(d))
+    assert loss["p_t"] == pytest.approx(stats.ttest_rel(
+        [reg[s]["test_data_loss"] for s in (0, 1, 2)],
+        [base[s]["test_data_loss"] for s in (0, 1, 2)]).pvalue)  # fmt: skip
+
+
+def test_report_files_are_self_contained(sweep, tmp_path):
+    assert main(["report", str(sweep), "--out", str(tmp_path)]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 3 and 'src="http' not in page
+    assert "![" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "loss_curves.png").stat().st_size > 1000
+
+
+def test_a_path_without_runs_is_an_error(tmp_path, capsys):
+    with pytest.raises(UserError, match="no runs under"):
+        build([str(tmp_path)], tmp_path / "out")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no runs under" in capsys.readouterr().err
+
+
+def test_report_does_not_import_tensorflow(sweep, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from regexp.cli import main; "
+            f"rc = main(['report', {str(sweep)!r}, '--out', {str(tmp_path)!r}]); "
+            "print('TF' if 'tensorflow' in sys.modules else 'NO_TF'); sys.exit(rc)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "NO_TF" in out.stdout
