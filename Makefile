@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+SEEDS ?= 10
 
 .PHONY: install run test lint format reproduce-all bench clean
 
@@ -29,7 +30,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 reproduce-all: $(STAMP)
-	$(BIN)/python -m regexp.reproduce
+	$(BIN)/python -m regexp.reproduce --seeds $(SEEDS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

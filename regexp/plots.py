@@ -122,6 +122,23 @@ def curve_bands(groups, columns: tuple[str, str], out: Path, ylabel: str) -> Non
     """Train (solid) and validation (dashed) curves per group, mean with 95 % band."""
     fig = _figure(9, 4.5, left=0.08, right=0.66)
     ax = fig.add_subplot()
+    _draw_bands(ax, groups, columns, ylabel)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
+    _save(fig, out)
+
+
+def side_by_side(panels: list, columns: tuple[str, str], out: Path, ylabel: str) -> None:
+    """One panel per (title, groups), sharing the y axis: e.g. baseline | regularized."""
+    fig = _figure(5 * len(panels), 4, left=0.07, right=0.98, wspace=0.15)
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (title, groups) in zip(axes, panels, strict=True):
+        _draw_bands(ax, groups, columns, ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    _save(fig, out)
+
+
+def _draw_bands(ax, groups, columns: tuple[str, str], ylabel: str) -> None:
     colors = _colors(len(groups))
     for g, color in zip(groups, colors, strict=True):
         length = min(len(r.history) for r in g.runs)
@@ -139,8 +156,6 @@ def curve_bands(groups, columns: tuple[str, str], out: Path, ylabel: str) -> Non
             ax.fill_between(epochs, low, high, color=color, alpha=0.15, lw=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
-    _save(fig, out)
 
 
 def metric_vs_lambda(groups, metric: str, out: Path) -> None:
@@ -282,3 +297,17 @@ def _colors(n: int) -> list:
 
     cmap = colormaps["tab10" if n <= 10 else "viridis"]
     return [cmap(i if n <= 10 else i / max(1, n - 1)) for i in range(n)]
+
+
+def pooled_histogram(values: np.ndarray, target: float, out: Path, title: str) -> None:
+    """A histogram of pooled activations, their mean, and the target it should approach."""
+    fig = _figure(6, 4)
+    ax = fig.add_subplot()
+    counts, edges = np.histogram(values, bins=50)
+    ax.stairs(counts, edges, fill=True, color="tab:gray")
+    ax.axvline(values.mean(), color="tab:red", label=f"mean {values.mean():.4f}")
+    ax.axvline(target, color="k", ls="--", label=f"rho = {target}")
+    ax.set_title(title)
+    ax.set_xlabel("activation")
+    ax.legend()
+    _save(fig, out)

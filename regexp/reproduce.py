@@ -1,24 +1,33 @@
-"""``make reproduce-all``: every source experiment and its ``reg=none`` baseline, once.
+"""``make reproduce-all``: every source experiment and its baseline, over several seeds.
 
-Each experiment in ``conf/experiment/`` is run at its full epochs with ``seed=0``, then
-again with ``reg=none``. Baselines whose resolved configs are identical (B1, B4 and B5
-share one) are trained once. The table of published against measured figures is
-printed and written as ``reproduce.csv`` and ``reproduce.md`` beside the run folders.
+Each experiment in ``conf/experiment/`` runs at its full epochs with ``reg`` as published
+and with ``reg=none``, for seeds 0..SEEDS-1. Seed s also draws split s
+(``dataset.split_seed=s``): the sources' test sets of 38 and 75 points move by several
+points with the split, so the split is part of the noise a claim must beat. A
+regularized run and its baseline with the same seed share the split and the initial
+draw, and are compared as a pair. Identical configs (B1, B4 and B5 share a baseline)
+train once; everything trains through the fused engine.
 
-    python -m regexp.reproduce [--out DIR] [--only a,b] [override ...]
+The report (``report.md``, ``report.html``, ``report.csv``) has one section per
+experiment: the published figures, our means with 95 % intervals, the paired
+difference against the baseline, and a verdict under the rule stated in the report.
 
-Extra overrides apply to every run, e.g. ``trainer.epochs=2`` for a quick smoke test.
+    python -m regexp.reproduce [--seeds N] [--out DIR] [--only a,b] [override ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from regexp.config import CONF, compose
 from regexp.errors import UserError
@@ -26,10 +35,21 @@ from regexp.rundir import run_name
 
 log = logging.getLogger("regexp.reproduce")
 
-COLUMNS = [
-    "experiment", "variant", "published_test_acc", "measured_test_acc",
-    "published_train_acc", "measured_train_acc", "test_data_loss", "run",
-]  # fmt: skip
+VARIANTS = ("regularized", "baseline")
+MARGIN = 0.02  # two accuracy points: the size of effect the sources call a gain
+
+VERDICT_RULE = (
+    "Verdict rule, fixed before any run. Let d be the paired difference in test accuracy "
+    "(regularized - baseline, same seed and split) and [lo, hi] its 95 % t interval. "
+    "A claimed gain (published regularized > published baseline) is *reproduced* if lo > 0, "
+    "*not reproduced* if hi < the published gain (a gain that large is ruled out), and "
+    "*inconclusive* otherwise. A claim of no change (equal published figures) is "
+    f"*reproduced* if [lo, hi] lies within ±{MARGIN}, *not reproduced* if it lies wholly "
+    f"outside ±{MARGIN}, *inconclusive* otherwise. Where the source published no baseline, "
+    "the claim is its accuracy level: *reproduced* if it lies inside the 95 % interval of "
+    "our mean test accuracy, *not reproduced* otherwise. Holm-adjusted p-values of the "
+    "paired t-tests across the experiments are shown beside it."
+)
 
 
 def experiments() -> list[str]:
@@ -44,82 +64,263 @@ def _identity(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.create(plain))
 
 
-def reproduce(names: list[str], out: Path, overrides: list[str]) -> list[dict]:
-    """Run each experiment and its baseline; return the table rows."""
-    from regexp.run import train
-
-    done: dict[str, tuple[Path, dict]] = {}
-    rows = []
+def plan_runs(names: list[str], seeds: int, overrides: list[str], out: Path):
+    """Every (experiment, variant, seed) -> run folder; the distinct configs to train."""
+    where: dict[tuple[str, str, int], Path] = {}
+    todo: dict[str, tuple[DictConfig, Path]] = {}
     for name in names:
-        for variant in ("regularized", "baseline"):
-            extra = ["reg=none"] if variant == "baseline" else []
-            cfg = compose(f"experiment={name}", *extra, *overrides)
-            key = _identity(cfg)
-            if key not in done:
-                run_dir = out / run_name(cfg.experiment_name, cfg.reg.name)
-                log.info("running %s (%s) -> %s", name, variant, run_dir)
-                done[key] = (run_dir, train(cfg, run_dir, [f"experiment={name}", *extra]))
-            run_dir, m = done[key]
-            pub = cfg.published
-            prefix = "" if variant == "regularized" else "baseline_"
-            rows.append(
-                {
-                    "experiment": name,
-                    "variant": f"{variant} (reg={cfg.reg.name})",
-                    "published_test_acc": pub.get(f"{prefix}test_acc"),
-                    "measured_test_acc": round(m["test_accuracy"], 4),
-                    "published_train_acc": pub.get(f"{prefix}train_acc"),
-                    "measured_train_acc": round(m["train_accuracy"], 4),
-                    "test_data_loss": round(m["test_data_loss"], 4),
-                    "run": run_dir.name,
-                }
+        for variant in VARIANTS:
+            base = compose(
+                f"experiment={name}", *(["reg=none"] * (variant == "baseline")), *overrides
             )
-    return rows
+            for seed in range(seeds):
+                cfg = base.copy()
+                with open_dict(cfg):
+                    cfg.seed = seed
+                    cfg.dataset.split_seed = seed
+                key = _identity(cfg)
+                if key not in todo:
+                    folder = out / "runs" / run_name(name, cfg.reg.name) / f"seed_{seed}"
+                    todo[key] = (cfg, folder)
+                where[name, variant, seed] = todo[key][1]
+    return where, list(todo.values())
 
 
-def write_table(rows: list[dict], out: Path) -> str:
-    import pandas as pd
+def train_all(todo: list[tuple[DictConfig, Path]]) -> None:
+    """Train the distinct configs in fused groups and write their folders."""
+    from regexp.config import validate
+    from regexp.fused import fit_members, group_key
+    from regexp.run import finish, prepare
 
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    table.to_csv(out / "reproduce.csv", index=False)
-    shown = table.astype(object).where(table.notna(), "-")
-    header = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
-    body = "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in shown.values)
-    markdown = (
-        "# Reproduction of the source experiments (one run each, seed 0)\n\n"
-        "Accuracies are fractions; test data loss is the cross-entropy without penalties.\n"
-        "A dash means the source published no figure for that row.\n\n" + header + body
+    groups: dict[str, list] = {}
+    for cfg, folder in todo:
+        groups.setdefault(group_key(cfg, validate(cfg)), []).append((cfg, folder))
+    for i, members in enumerate(groups.values(), start=1):
+        cfg0 = members[0][0]
+        log.info(
+            "group %d/%d: %s, %d runs",
+            i,
+            len(groups),
+            run_name(cfg0.experiment_name, cfg0.reg.name),
+            len(members),
+        )
+        jobs = [prepare(cfg) for cfg, _ in members]
+        start = time.perf_counter()
+        histories = fit_members(jobs)
+        seconds = (time.perf_counter() - start) / len(jobs)
+        for job, history, (_, folder) in zip(jobs, histories, members, strict=True):
+            finish(job, history, seconds, folder, None, f"fused (group of {len(jobs)})")
+
+
+def verdict(pub: dict, diff: tuple[float, float, float], level: tuple) -> str:
+    """The rule in VERDICT_RULE, applied to one experiment."""
+    mean, lo, hi = diff
+    if any(math.isnan(v) for v in (lo, hi)):
+        return "inconclusive (one seed)"
+    if pub.get("baseline_test_acc") is None:
+        _, low, high = level
+        return "reproduced" if low <= pub["test_acc"] <= high else "not reproduced"
+    gain = pub["test_acc"] - pub["baseline_test_acc"]
+    if gain > 0:
+        return "reproduced" if lo > 0 else "not reproduced" if hi < gain else "inconclusive"
+    if -MARGIN < lo and hi < MARGIN:
+        return "reproduced"
+    return "not reproduced" if lo >= MARGIN or hi <= -MARGIN else "inconclusive"
+
+
+def analyse(names: list[str], seeds: int, where: dict, out: Path):
+    """The report: a summary table and one section per experiment."""
+    from regexp import plots, stats
+    from regexp.report import Document, Group, load_run
+
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    doc = Document(f"Reproduction of the source experiments over {seeds} seeds", out)
+    doc.text(VERDICT_RULE)
+    rows, sections = [], []
+    for name in names:
+        cfg = compose(f"experiment={name}")
+        pub = OmegaConf.to_container(cfg.published)
+        runs = {v: [load_run(where[name, v, s]) for s in range(seeds)] for v in VARIANTS}
+        groups = {v: Group({}, runs[v], label=v) for v in VARIANTS}
+        acc = {v: groups[v].values("test_accuracy") for v in VARIANTS}
+        level = stats.mean_ci(acc["regularized"])
+        base_level = stats.mean_ci(acc["baseline"])
+        p = stats.paired(acc["regularized"], acc["baseline"])
+        loss = stats.paired(
+            groups["regularized"].values("test_data_loss"),
+            groups["baseline"].values("test_data_loss"),
+        )
+        rows.append(
+            {
+                "experiment": name,
+                "published_test_acc": pub.get("test_acc"),
+                "published_baseline_acc": pub.get("baseline_test_acc"),
+                "test_acc": level[0],
+                "test_acc_lo": level[1],
+                "test_acc_hi": level[2],
+                "baseline_acc": base_level[0],
+                "baseline_lo": base_level[1],
+                "baseline_hi": base_level[2],
+                "diff": p.mean_diff,
+                "diff_lo": p.low,
+                "diff_hi": p.high,
+                "p_t": p.p_t,
+                "p_wilcoxon": p.p_wilcoxon,
+                "d_z": p.d_z,
+                "data_loss_diff": loss.mean_diff,
+                "data_loss_lo": loss.low,
+                "data_loss_hi": loss.high,
+                "verdict": verdict(pub, (p.mean_diff, p.low, p.high), level),
+            }
+        )
+        sections.append((name, cfg, pub, groups, runs))
+    table = pd.DataFrame(rows)
+    table.insert(table.columns.get_loc("p_t") + 1, "p_t_holm", stats.holm(table["p_t"]))
+    table.to_csv(out / "report.csv", index=False)
+    doc.heading("Summary")
+    doc.table(
+        table[
+            [
+                "experiment",
+                "published_test_acc",
+                "published_baseline_acc",
+                "test_acc",
+                "baseline_acc",
+                "diff",
+                "diff_lo",
+                "diff_hi",
+                "p_t_holm",
+                "verdict",
+            ]
+        ]
     )
-    (out / "reproduce.md").write_text(markdown)
-    return header + body
+
+    for (name, cfg, pub, groups, runs), row in zip(sections, rows, strict=True):
+        doc.heading(f"{name}: {pub.get('source', '')}")
+        published = ", ".join(f"{k} {v}" for k, v in pub.items() if k != "source")
+        doc.text(f"Published: {published}.")
+        doc.text(
+            f"Ours over {seeds} seeds and splits: regularized test accuracy "
+            f"{row['test_acc']:.4f} [{row['test_acc_lo']:.4f}, {row['test_acc_hi']:.4f}], "
+            f"baseline {row['baseline_acc']:.4f} [{row['baseline_lo']:.4f}, "
+            f"{row['baseline_hi']:.4f}]. Paired difference {row['diff']:+.4f} "
+            f"[{row['diff_lo']:+.4f}, {row['diff_hi']:+.4f}], paired t p = {row['p_t']:.3g}, "
+            f"Wilcoxon p = {row['p_wilcoxon']:.3g}, d_z = {row['d_z']:.3g}; test data loss "
+            f"difference {row['data_loss_diff']:+.4f} [{row['data_loss_lo']:+.4f}, "
+            f"{row['data_loss_hi']:+.4f}]. Verdict: {row['verdict']}."
+        )
+        panels = [
+            ("baseline (reg=none)", [groups["baseline"]]),
+            (f"regularized (reg={cfg.reg.name})", [groups["regularized"]]),
+        ]
+        if name.startswith("a"):
+            path = figures / f"{name}_accuracy.png"
+            plots.side_by_side(panels, ("accuracy", "val_accuracy"), path, "accuracy")
+            doc.image(path, "train (solid) and validation (dashed) accuracy, mean and 95 % band")
+            doc.table(_gap_at(groups, 75))
+        else:
+            path = figures / f"{name}_loss.png"
+            plots.side_by_side(panels, ("loss", "val_loss"), path, "loss (with penalty)")
+            doc.image(path, "train (solid) and validation (dashed) loss, mean and 95 % band")
+        if "rho" in cfg.reg:
+            last = f"h{cfg.model.depth}"
+            values = np.concatenate(
+                [np.load(r.path / "activations.npz")[last].ravel() for r in runs["regularized"]]
+            )
+            path = figures / f"{name}_activations.png"
+            plots.pooled_histogram(
+                values,
+                float(cfg.reg.rho),
+                path,
+                f"{last} activations on test, {seeds} seeds pooled",
+            )
+            doc.image(
+                path,
+                f"the KL layer's activations; the source's mean should approach "
+                f"rho = {cfg.reg.rho}",
+            )
+    doc.write()
+    return table
+
+
+def _gap_at(groups: dict, epoch: int) -> pd.DataFrame:
+    """Source A's second claim: the train-validation accuracy gap at an epoch."""
+    from regexp import stats
+
+    rows = []
+    for variant, g in groups.items():
+        gaps = [
+            float(r.history["accuracy"].iloc[epoch - 1] - r.history["val_accuracy"].iloc[epoch - 1])
+            for r in g.runs
+            if len(r.history) >= epoch
+        ]
+        mean, lo, hi = stats.mean_ci(gaps)
+        rows.append({"variant": variant, f"gap_at_epoch_{epoch}": mean, "lo": lo, "hi": hi})
+    return pd.DataFrame(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m regexp.reproduce", description=__doc__)
-    parser.add_argument("--out", type=Path, help="folder for the runs and the table")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds (and splits) per variant")
+    parser.add_argument("--out", type=Path, help="folder for the runs and the report")
     parser.add_argument("--only", help="comma-separated experiment names (default: all)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides applied to every run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", stream=sys.stdout)
+    logging.getLogger("regexp.run").setLevel(logging.WARNING)
+    logging.getLogger("regexp.fused").setLevel(logging.WARNING)
 
     names = experiments()
     if args.only:
-        wanted = args.only.split(",")
-        unknown = sorted(set(wanted) - set(names))
+        unknown = sorted(set(args.only.split(",")) - set(names))
         if unknown:
-            print(f"regexp: error: --only {unknown[0]!r} is not an experiment; expected one of "
-                  + ", ".join(names), file=sys.stderr)  # fmt: skip
+            print(
+                f"regexp: error: --only {unknown[0]!r} is not an experiment; expected one of "
+                + ", ".join(names),
+                file=sys.stderr,
+            )
             return 2
-        names = [n for n in names if n in wanted]
+        names = [n for n in names if n in args.only.split(",")]
+    if args.seeds < 1:
+        print(f"regexp: error: --seeds={args.seeds}; expected an integer >= 1", file=sys.stderr)
+        return 2
     out = args.out or Path("outputs/reproduce") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
     out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
     try:
-        rows = reproduce(names, out, args.overrides)
+        where, todo = plan_runs(names, args.seeds, args.overrides, out)
+        log.info(
+            "%d experiments x 2 variants x %d seeds: %d distinct runs",
+            len(names),
+            args.seeds,
+            len(todo),
+        )
+        train_all(todo)
+        table = analyse(names, args.seeds, where, out)
     except UserError as e:
         print(f"regexp: error: {e}", file=sys.stderr)
         return 2
-    print(write_table(rows, out), end="")
-    print(f"\nwritten to {out}/reproduce.csv and reproduce.md")
+    with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
+        print(
+            table[
+                [
+                    "experiment",
+                    "published_test_acc",
+                    "published_baseline_acc",
+                    "test_acc",
+                    "baseline_acc",
+                    "diff",
+                    "diff_lo",
+                    "diff_hi",
+                    "verdict",
+                ]
+            ].to_string(index=False)
+        )
+    print(
+        f"\n{len(todo)} runs in {time.perf_counter() - start:.0f} s; "
+        f"report in {out}/report.md, report.html and report.csv"
+    )
     return 0
 
 

@@ -1,37 +1,66 @@
-"""make reproduce-all's table: its numbers are the runs' numbers, baselines shared."""
+"""make reproduce-all: the verdict rule, shared baselines, and a report that matches its runs."""
 
 import json
 
+import numpy as np
 import pandas as pd
+import pytest
 
-from regexp.reproduce import experiments, main
+from regexp.reproduce import experiments, main, verdict
 
 SOURCE_EXPERIMENTS = [
     "a2_iris_l1_activity", "b1_loss_fn", "b2_keras_mixed", "b3_l3_custom", "b4_l1_activity",
     "b5_l1_activity_preact", "b6_all", "b7_kl_sparsity",
 ]  # fmt: skip
+GAIN = {"test_acc": 0.87, "baseline_test_acc": 0.85}  # a claimed gain of 0.02
+SAME = {"test_acc": 0.85, "baseline_test_acc": 0.85}  # a claim of no change
+LEVEL = {"test_acc": 0.84}  # no published baseline
 
 
 def test_every_source_experiment_has_a_config():
     assert experiments() == SOURCE_EXPERIMENTS
 
 
-def test_table_matches_the_run_folders(tmp_path, capsys):
-    rc = main(["--out", str(tmp_path), "--only", "b4_l1_activity,b5_l1_activity_preact",
-               "trainer.epochs=1"])  # fmt: skip
+@pytest.mark.parametrize(
+    "pub, diff, level, expected",
+    [
+        (GAIN, (0.02, 0.005, 0.035), None, "reproduced"),
+        (GAIN, (0.0, -0.01, 0.015), None, "not reproduced"),  # hi < 0.02 rules the gain out
+        (GAIN, (0.01, -0.01, 0.03), None, "inconclusive"),
+        (SAME, (0.0, -0.01, 0.015), None, "reproduced"),
+        (SAME, (0.04, 0.025, 0.055), None, "not reproduced"),
+        (SAME, (0.01, -0.01, 0.03), None, "inconclusive"),
+        (LEVEL, (0.0, -0.1, 0.1), (0.83, 0.82, 0.845), "reproduced"),
+        (LEVEL, (0.0, -0.1, 0.1), (0.80, 0.79, 0.81), "not reproduced"),
+        (GAIN, (0.02, float("nan"), float("nan")), None, "inconclusive (one seed)"),
+    ],
+)
+def test_verdict_rule(pub, diff, level, expected):
+    assert verdict(pub, diff, level) == expected
+
+
+def test_report_matches_its_runs(tmp_path, capsys):
+    rc = main(["--seeds", "2", "--only", "b4_l1_activity,b5_l1_activity_preact",
+               "--out", str(tmp_path), "trainer.epochs=2"])  # fmt: skip
     assert rc == 0
-    table = pd.read_csv(tmp_path / "reproduce.csv")
-    assert list(table["published_test_acc"]) == [0.87, 0.85, 0.85, 0.85]
-    # B4 and B5 share one baseline: three runs, not four.
-    runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
-    assert runs == ["b4_l1_activity_l1_activity", "b4_l1_activity_none",
-                    "b5_l1_activity_preact_l1_activity_preact"]  # fmt: skip
-    for row in table.itertuples():
-        m = json.loads((tmp_path / row.run / "metrics.json").read_text())
-        assert row.measured_test_acc == round(m["test_accuracy"], 4)
-        assert row.test_data_loss == round(m["test_data_loss"], 4)
-    assert "| b5_l1_activity_preact | baseline (reg=none) | 0.85 |" in capsys.readouterr().out
-    assert (tmp_path / "reproduce.md").read_text().count("\n| b") == 4
+    runs = sorted(p.parent.relative_to(tmp_path / "runs").as_posix()
+                  for p in (tmp_path / "runs").rglob("metrics.json"))  # fmt: skip
+    # B4 and B5 share their baseline: 3 recipes x 2 seeds, not 4 x 2
+    assert runs == [f"{r}/seed_{s}" for r in ("b4_l1_activity_l1_activity", "b4_l1_activity_none",
+                    "b5_l1_activity_preact_l1_activity_preact") for s in (0, 1)]  # fmt: skip
+    seeds = [json.loads((tmp_path / "runs" / r / "metrics.json").read_text()) for r in runs[:4]]
+    assert [m["seed"] for m in seeds] == [0, 1, 0, 1]
+    table = pd.read_csv(tmp_path / "report.csv").set_index("experiment")
+    reg = [m["test_accuracy"] for m in seeds[:2]]
+    base = [m["test_accuracy"] for m in seeds[2:]]
+    row = table.loc["b4_l1_activity"]
+    assert row["test_acc"] == pytest.approx(np.mean(reg))
+    assert row["diff"] == pytest.approx(np.mean(np.subtract(reg, base)))
+    assert table.loc["b5_l1_activity_preact", "baseline_acc"] == pytest.approx(np.mean(base))
+    page = (tmp_path / "report.md").read_text()
+    assert "Verdict rule" in page and "## b5_l1_activity_preact" in page
+    assert (tmp_path / "figures" / "b4_l1_activity_loss.png").is_file()
+    assert "b4_l1_activity" in capsys.readouterr().out
 
 
 def test_unknown_experiment_is_named(capsys):
