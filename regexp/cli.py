@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
+
+log = logging.getLogger("regexp")
 
 HELP = """\
 usage: regexp <command> [args]
@@ -14,6 +17,7 @@ commands:
   check [overrides]   compose and validate a config without training (no TensorFlow).
   list                print every config group and its options.
   report PATH...      tables, plots and statistics over runs (`report --help`).
+  verify RUN          re-run a run from its record; say whether its numbers match.
 
 examples:
   regexp run reg=l1_activity
@@ -37,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "check":
         return check(rest)
+    if command == "verify":
+        from regexp.verify import main as verify
+
+        return verify(rest)
     if command == "report":
         from regexp.report import main as report
 
@@ -46,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"regexp {__version__}")
         return 0
-    print(f"regexp: error: unknown command {command!r}; expected run, check, list or report",
-              file=sys.stderr)  # fmt: skip
+    accepted = "run, check, list, report or verify"
+    print(f"regexp: error: unknown command {command!r}; expected {accepted}", file=sys.stderr)
     return 2
 
 
@@ -71,51 +79,102 @@ def list_groups() -> str:
 
 def check(overrides: list[str]) -> int:
     """Validate the config ``regexp run <overrides>`` would train, then stop."""
-    from hydra.errors import HydraException
-
-    from regexp.config import compose, validate
+    from regexp.config import precheck, register_resolvers
     from regexp.errors import UserError
 
+    register_resolvers()
     try:
-        plans = validate(compose(*overrides))
+        precheck(overrides, every_job=True)
     except UserError as e:
-        print(f"regexp: error: {e}", file=sys.stderr)
-        return 2
-    except HydraException as e:
-        print(f"regexp: error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
-    print(f"ok: {len(plans) - 1} hidden layers, config valid")
+        return _fail(e)
+    print("ok: the config composes and validates")
     return 0
 
 
+def _fail(error: Exception) -> int:
+    """One line and exit code 2; the traceback too with HYDRA_FULL_ERROR=1."""
+    import os
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    print(f"regexp: error: {error}", file=sys.stderr)
+    return 2
+
+
 def run(args: list[str]) -> int:
-    """Hand the arguments to Hydra, which composes the config and calls the job."""
+    """Hand the arguments to Hydra, which composes the config and calls the job.
+
+    Exit codes: 0 all runs completed; 1 a run diverged (a sweep goes on with its other
+    jobs, then says which failed); 2 bad input; 130 interrupted (Ctrl-C or SIGTERM).
+    """
+    import signal
+
     import hydra
-    from omegaconf import OmegaConf
 
-    from regexp.config import CONF
-    from regexp.rundir import run_name
+    from regexp.config import CONF, precheck, register_resolvers
+    from regexp.errors import UserError
+    from regexp.run import OUTCOMES
 
-    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+    register_resolvers()
+    try:
+        precheck(args)
+    except UserError as e:
+        return _fail(e)
 
     @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
     def job(cfg) -> None:
         from hydra.core.hydra_config import HydraConfig
 
-        from regexp.errors import UserError
         from regexp.run import train
+        from regexp.rundir import completed_with, is_complete
 
         hc = HydraConfig.get()
+        out = Path(hc.runtime.output_dir)
+        if cfg.get("resume") and completed_with(out, cfg):
+            log.info("resume: %s is complete for this config; skipped", out)
+            return
+        if is_complete(out):
+            print(
+                f"regexp: error: {out} already holds a complete run; set hydra.run.dir to "
+                "a new folder (nothing was overwritten)",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
         try:
-            train(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
+            train(cfg, out, list(hc.overrides.task))
         except UserError as e:
-            print(f"regexp: error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(_fail(e)) from None
 
-    saved = sys.argv
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    saved, saved_term = sys.argv, signal.getsignal(signal.SIGTERM)
     sys.argv = ["regexp run", *args]
+    signal.signal(signal.SIGTERM, terminate)
+    OUTCOMES.clear()
     try:
         job()
+    except KeyboardInterrupt:
+        where = ", ".join(str(d) for d, s, _ in OUTCOMES if s == "interrupted") or "no folder"
+        print(
+            f"regexp: interrupted; the history so far is recorded as status "
+            f"'interrupted' in {where}",
+            file=sys.stderr,
+        )
+        return 130
     finally:
         sys.argv = saved
+        signal.signal(signal.SIGTERM, saved_term)
+    failed = [(d, s, e) for d, s, e in OUTCOMES if s != "completed"]
+    if failed:
+        listed = "; ".join(
+            f"{d.name} {s}" + (f" at epoch {e}" if e else "") for d, s, e in failed[:5]
+        )
+        more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+        print(
+            f"regexp: {len(failed)} of {len(OUTCOMES)} runs did not complete: {listed}{more} "
+            "(loss not finite: try a smaller optimizer.lr)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -12,6 +12,9 @@ shared, so every engine writes the same run folder.
   ``fit``'s per-step and per-epoch Python overhead. Batches follow ``batch_orders``.
 - ``fused`` (``regexp.fused``): many runs at once as one vectorized model.
 
+Every engine stops early, keeping the history so far, when the loss stops being finite
+(the run diverged: ``outcome`` tells) or on Ctrl-C / SIGTERM (interrupted).
+
 Importing this module does not import TensorFlow.
 """
 
@@ -66,6 +69,25 @@ def batch_orders(n: int, epochs: int, seed: int, shuffle: bool) -> np.ndarray:
     return np.stack([rng.permutation(n) for _ in range(epochs)])
 
 
+def outcome(history: History, epochs: int) -> tuple[str, int | None]:
+    """``("completed", None)``, ``("diverged", epoch)`` with the first epoch whose loss
+    is not finite (1-based), or ``("interrupted", None)`` for a short, finite history."""
+    losses = np.asarray(history.get("loss", []), dtype=float)
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if len(bad):
+        return "diverged", int(bad[0]) + 1
+    return ("completed" if len(losses) == epochs else "interrupted"), None
+
+
+def truncate(history: History, epochs: int) -> History:
+    return {k: v[:epochs] for k, v in history.items()}
+
+
+def first_non_finite(values) -> int | None:
+    bad = np.flatnonzero(~np.isfinite(np.asarray(values, dtype=float)))
+    return int(bad[0]) if len(bad) else None
+
+
 def log_progress(epoch: int, epochs: int, logs: dict) -> None:
     """Log about ten lines per run: every tenth of the epochs, and the last one."""
     every = max(1, math.ceil(epochs / 10))
@@ -89,24 +111,32 @@ class KerasEngine:
         epochs = int(trainer.epochs)
         diag, current = for_model(job)
         current = tf.function(current)
-        recorded: dict[str, list[float]] = {name: [] for name in diag.names}
+        names = [f"{p}{s}" for p in ("", "val_") for s in SERIES] + diag.names
+        recorded: History = {name: [] for name in names}
 
         def report(epoch: int, logs: dict) -> None:
-            for name, value in current().items():
-                recorded[name].append(float(value))
+            for name, value in {**logs, **current()}.items():
+                if name in recorded:
+                    recorded[name].append(float(value))
+            if not np.isfinite(logs["loss"]):
+                model.stop_training = True
             log_progress(epoch, epochs, logs)
 
-        result = model.fit(
-            data.x_train,
-            data.y_train,
-            validation_data=(data.x_val, data.y_val),
-            epochs=epochs,
-            batch_size=int(trainer.batch_size),
-            shuffle=bool(trainer.shuffle),
-            verbose=0,
-            callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=report)],
-        )
-        return {**{k: [float(v) for v in vs] for k, vs in result.history.items()}, **recorded}
+        try:
+            model.fit(
+                data.x_train,
+                data.y_train,
+                validation_data=(data.x_val, data.y_val),
+                epochs=epochs,
+                batch_size=int(trainer.batch_size),
+                shuffle=bool(trainer.shuffle),
+                verbose=0,
+                callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=report)],
+            )
+        except KeyboardInterrupt:
+            pass  # the epochs recorded so far stand; the caller marks the run interrupted
+        done = min(len(v) for v in recorded.values())
+        return truncate(recorded, done)
 
 
 class CompiledEngine:
@@ -158,13 +188,21 @@ class CompiledEngine:
                     model.test_step((xv[b * bs : (b + 1) * bs], yv[b * bs : (b + 1) * bs]))
                 metrics_into("val_", epoch)
 
+        done = 0
         chunk = max(1, math.ceil(epochs / 10))
-        for start in range(0, epochs, chunk):
-            stop = min(epochs, start + chunk)
-            run(tf.constant(start), tf.constant(stop))
-            last = {k: float(buffers[k][stop - 1]) for k in names}
-            log_progress(stop - 1, epochs, last)
-        return {k: [float(v) for v in buffers[k].numpy()] for k in names}
+        try:
+            for start in range(0, epochs, chunk):
+                stop = min(epochs, start + chunk)
+                run(tf.constant(start), tf.constant(stop))
+                done = stop
+                bad = first_non_finite(buffers["loss"][start:stop].numpy())
+                if bad is not None:
+                    done = start + bad + 1
+                    break
+                log_progress(stop - 1, epochs, {k: float(buffers[k][stop - 1]) for k in names})
+        except KeyboardInterrupt:
+            pass  # epochs of finished chunks stand; the caller marks the run interrupted
+        return {k: [float(v) for v in buffers[k].numpy()[:done]] for k in names}
 
 
 class FusedEngine:

@@ -24,7 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import (
+    JobReturn,
+    JobStatus,
+    configure_log,
+    filter_overrides,
+    run_job,
+    setup_globals,
+)
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict, read_write
@@ -55,6 +62,7 @@ class FusedLauncherBase(Launcher):
     ) -> Sequence[JobReturn]:
         from regexp.config import validate
         from regexp.errors import UserError
+        from regexp.rundir import completed_with, is_complete
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
@@ -79,7 +87,20 @@ class FusedLauncherBase(Launcher):
             sweep_configs.append(sweep_config)
 
         returns: dict[int, JobReturn] = {}
-        for group in self._groups(sweep_configs):
+        pending = []
+        for c in sweep_configs:
+            task, folder = _task_config(c), _job_folder(c)
+            if task.get("resume") and completed_with(folder, task):
+                log.info("\t#%d : complete in %s; skipped (resume)", c.hydra.job.num, folder)
+                returns[c.hydra.job.num] = _skipped(c, task)
+            elif is_complete(folder):
+                print(f"regexp: error: {folder} already holds a complete run; pass "
+                      f"resume={folder.parent} to finish that sweep, or choose another "
+                      "hydra.sweep.dir (nothing was overwritten)", file=sys.stderr)  # fmt: skip
+                raise SystemExit(2)
+            else:
+                pending.append(c)
+        for group in self._groups(pending):
             returns.update(self._run_group(group))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return [returns[c.hydra.job.num] for c in sweep_configs]
@@ -101,7 +122,7 @@ class FusedLauncherBase(Launcher):
         return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
     def _run_group(self, group: list[DictConfig]) -> dict[int, JobReturn]:
-        from regexp.engines import ENGINES
+        from regexp.engines import ENGINES, outcome
         from regexp.fused import fit_members
         from regexp.run import finish, prepare
 
@@ -113,6 +134,8 @@ class FusedLauncherBase(Launcher):
         else:
             histories, engine = fit_members(jobs), f"fused (group of {len(jobs)})"
         seconds = (time.perf_counter() - start) / len(jobs)
+        interrupted = any(outcome(h, int(t.trainer.epochs))[0] == "interrupted"
+                          for h, t in zip(histories, tasks, strict=True))  # fmt: skip
 
         returns = {}
         for sweep_config, job, history in zip(group, jobs, histories, strict=True):
@@ -131,7 +154,27 @@ class FusedLauncherBase(Launcher):
                 job_dir_key="hydra.sweep.dir",
                 job_subdir_key="hydra.sweep.subdir",
             )
+        if interrupted:  # the group's folders say so; later groups never started
+            raise KeyboardInterrupt
         return returns
+
+
+def _job_folder(sweep_config: DictConfig) -> Path:
+    """Where Hydra's run_job will put this job: sweep dir / subdir, resolved."""
+    return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+
+
+def _skipped(sweep_config: DictConfig, task: DictConfig) -> JobReturn:
+    """The return of a job that resuming found complete: nothing ran."""
+    return JobReturn(
+        overrides=list(sweep_config.hydra.overrides.task),
+        cfg=task,
+        hydra_cfg=sweep_config,
+        working_dir=str(_job_folder(sweep_config)),
+        task_name=str(sweep_config.hydra.job.name),
+        status=JobStatus.COMPLETED,
+        _return_value=None,
+    )
 
 
 def _task_config(sweep_config: DictConfig) -> DictConfig:

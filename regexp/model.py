@@ -57,12 +57,13 @@ def build_model(
         units = (1 if n_classes == 2 else n_classes) if is_output else plan.units
         activation = ("sigmoid" if n_classes == 2 else "softmax") if is_output else plan.activation
         pre = plan.activity is not None and plan.position == "pre"
+        regs = {slot: _checked(plan, slot, units, h.shape[-1]) for slot in SLOTS}
         layer = keras.layers.Dense(
             units,
             activation=None if pre else activation,
-            kernel_regularizer=to_keras(plan.kernel) if mode == "layers" else None,
-            bias_regularizer=to_keras(plan.bias) if mode == "layers" else None,
-            activity_regularizer=to_keras(plan.activity),
+            kernel_regularizer=regs["kernel"] if mode == "layers" else None,
+            bias_regularizer=regs["bias"] if mode == "layers" else None,
+            activity_regularizer=regs["activity"],
             name=plan.name,
         )
         h = layer(h)
@@ -76,6 +77,30 @@ def build_model(
                 if spec is not None:
                     loss_penalties.append((variable, to_keras(spec)))
     return model, loss_penalties
+
+
+SLOTS = ("kernel", "bias", "activity")
+
+
+def _checked(plan: LayerPlan, slot: str, units: int, fan_in: int):
+    """The slot's Keras regularizer, after checking it returns one number."""
+    from regexp.errors import UserError
+
+    spec = getattr(plan, slot)
+    if spec is None:
+        return None
+    shape = {"kernel": (fan_in, units), "bias": (units,), "activity": (2, units)}[slot]
+    try:
+        regularizer = to_keras(spec)
+        value = regularizer(keras.ops.ones(shape))
+    except Exception as e:  # a user's class: any failure is theirs to read
+        raise UserError(f"layer {plan.name} {slot} regularizer {spec}: fails ({e})") from None
+    if tuple(getattr(value, "shape", ())) != ():
+        raise UserError(
+            f"layer {plan.name} {slot} regularizer {spec}: returns shape "
+            f"{tuple(value.shape)}; a regularizer must return a scalar"
+        )
+    return regularizer
 
 
 def make_optimizer(cfg) -> keras.optimizers.Optimizer:

@@ -311,7 +311,11 @@ def markdown_table(frame: pd.DataFrame) -> str:
 def build(paths: list[str], out: Path, baseline: str | None = None) -> Document:
     from regexp import plots
 
-    runs = [load_run(p) for p in find_runs(paths)]
+    loaded = [load_run(p) for p in find_runs(paths)]
+    runs = [r for r in loaded if r.metrics.get("status") == "completed"]
+    failed = [r for r in loaded if r.metrics.get("status") != "completed"]
+    if not runs:
+        raise UserError(f"report: none of the {len(loaded)} runs under {' '.join(paths)} completed")
     groups = group_runs(runs)
     out.mkdir(parents=True, exist_ok=True)
     doc = Document(f"regexp report: {len(runs)} runs in {len(groups)} groups", out)
@@ -323,6 +327,21 @@ def build(paths: list[str], out: Path, baseline: str | None = None) -> Document:
         "the lowest validation data loss."
     )
     doc.table(table)
+    if failed:
+        doc.heading("Runs that did not complete (left out of the groups above)")
+        doc.table(
+            pd.DataFrame(
+                [
+                    {
+                        "run": str(r.path),
+                        "status": r.metrics.get("status"),
+                        "epochs_run": r.metrics.get("epochs_run"),
+                        "diverged_epoch": r.metrics.get("diverged_epoch"),
+                    }
+                    for r in failed
+                ]
+            )
+        )
     if baseline:
         comparison = compare(groups, baseline)
         comparison.to_csv(out / "comparisons.csv", index=False)

@@ -21,8 +21,15 @@ from omegaconf import DictConfig
 from regexp import data as datasets
 from regexp import metrics, plots
 from regexp.config import validate
-from regexp.engines import ENGINES, Job
-from regexp.rundir import METRICS, env_record, run_name, write_config, write_json_atomic
+from regexp.engines import ENGINES, Job, outcome, truncate
+from regexp.rundir import (
+    METRICS,
+    config_hash,
+    env_record,
+    run_name,
+    write_config,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,15 +121,26 @@ def prepare(cfg: DictConfig, data: datasets.Dataset | None = None) -> Job:
     return Job(cfg, plans, data, model, loss_penalties, seed)
 
 
+# (run folder, status, diverged epoch) of every run this process finished: the CLI's
+# exit code and its summary of a sweep come from here.
+OUTCOMES: list[tuple[Path, str, int | None]] = []
+
+
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Train one configuration and write its run folder; return ``metrics.json``'s content."""
+    """Train one configuration and write its run folder; return ``metrics.json``'s content.
+
+    Raises KeyboardInterrupt after writing the folder of an interrupted run.
+    """
     validate(cfg)
     write_config(Path(run_dir), cfg)
     job = prepare(cfg)
     engine = cfg.trainer.engine
     start = time.perf_counter()
     history = ENGINES[engine]().fit(job)
-    return finish(job, history, time.perf_counter() - start, Path(run_dir), overrides, engine)
+    result = finish(job, history, time.perf_counter() - start, Path(run_dir), overrides, engine)
+    if result["status"] == "interrupted":
+        raise KeyboardInterrupt
+    return result
 
 
 def finish(
@@ -133,10 +151,17 @@ def finish(
     overrides: list[str] | None,
     engine: str,
 ) -> dict[str, Any]:
-    """Write the run folder of a trained job; ``metrics.json`` last. Shared by every engine."""
+    """Write the run folder of a trained job; ``metrics.json`` last. Shared by every engine.
+
+    A diverged or interrupted run gets its history so far, its curves, and a
+    ``metrics.json`` whose status says so; no final metrics are computed from it.
+    """
     from regexp.model import layer_outputs, total_penalty
 
     cfg, data, model = job.cfg, job.data, job.model
+    status, bad_epoch = outcome(history, int(cfg.trainer.epochs))
+    if bad_epoch is not None:
+        history = truncate(history, bad_epoch)
     write_config(run_dir, cfg)
     write_json_atomic(run_dir / "env.json", env_record(job.seed, overrides))
     lines: list[str] = []
@@ -144,6 +169,24 @@ def finish(
     (run_dir / "model.txt").write_text("\n".join(lines) + "\n")
     frame = history_frame(history)
     frame.to_csv(run_dir / "history.csv", index=False)
+    title = run_name(cfg.get("experiment_name"), cfg.reg.name)
+    record = {
+        "status": status,
+        "name": title,
+        "engine": engine,
+        "seed": job.seed,
+        "epochs_run": len(frame),
+        "train_seconds": round(seconds, 3),
+        "config_hash": config_hash(cfg),
+    }
+    OUTCOMES.append((run_dir, status, bad_epoch))
+    if status != "completed":
+        if len(frame):
+            plots.curves(frame, run_dir / "loss.png", "loss", f"{title}: loss ({status})")
+        record["diverged_epoch"] = bad_epoch
+        write_json_atomic(run_dir / METRICS, record)
+        log.warning("%s: %s after %d epochs (%s)", title, status, len(frame), run_dir)
+        return record
 
     final: dict[str, Any] = {}
     for split in SPLITS:
@@ -159,7 +202,6 @@ def finish(
             "n": len(x),
         }
 
-    title = run_name(cfg.get("experiment_name"), cfg.reg.name)
     plots.curves(frame, run_dir / "loss.png", "loss", f"{title}: loss")
     plots.curves(frame, run_dir / "accuracy.png", "accuracy", f"{title}: accuracy")
     post, acts = layer_outputs(model, job.plans, data.x_test)
@@ -172,12 +214,7 @@ def finish(
         plots.scatter(x_all, y_all, run_dir / "data.png", f"{data.name} (train + test)")
 
     result = {
-        "status": "completed",
-        "name": title,
-        "engine": engine,
-        "seed": job.seed,
-        "epochs_run": len(frame),
-        "train_seconds": round(seconds, 3),
+        **record,
         "val_is_test": data.val_is_test,
         **{f"{split}_{k}": v for split, vals in final.items() for k, v in vals.items()},
         "activity_mean": {name: float(a.mean()) for name, a in acts.items()},

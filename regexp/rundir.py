@@ -2,7 +2,8 @@
 
 A run folder holds ``config.yaml`` (the resolved config), ``env.json``, ``model.txt``,
 ``history.csv``, the PNG figures and, written last and atomically, ``metrics.json``.
-A folder with ``metrics.json`` is a complete run; one without it is not.
+A folder is a complete run when its ``metrics.json`` says ``"status": "completed"``;
+a diverged or interrupted run says so there, and a killed one has no ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -47,8 +48,34 @@ def run_name(experiment: str | None, reg: str) -> str:
     return f"{experiment}_{reg}" if experiment else str(reg)
 
 
+def status(run_dir: Path) -> str | None:
+    """``completed``, ``diverged`` or ``interrupted`` from ``metrics.json``; None without one
+    (never finished, or killed)."""
+    try:
+        return json.loads((Path(run_dir) / METRICS).read_text()).get("status")
+    except (OSError, ValueError):
+        return None
+
+
 def is_complete(run_dir: Path) -> bool:
-    return (Path(run_dir) / METRICS).is_file()
+    return status(run_dir) == "completed"
+
+
+def completed_with(run_dir: Path, cfg: DictConfig) -> bool:
+    """True when ``run_dir`` holds a completed run of exactly this config (resuming)."""
+    if not is_complete(run_dir):
+        return False
+    recorded = json.loads((Path(run_dir) / METRICS).read_text()).get("config_hash")
+    return recorded == config_hash(cfg)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A run's identity for resuming: its resolved config, paths and ``resume`` left out."""
+    import hashlib
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("resume", None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def write_config(run_dir: Path, cfg: DictConfig) -> None:

@@ -1,0 +1,106 @@
+"""``regexp verify RUN``: re-run a run from its recorded config; do the numbers match?
+
+The run is trained again from its ``config.yaml`` with the engine it recorded (a fused
+member is re-run as a group of one), on the CPU with op determinism on, into a temporary
+folder. Every number of ``metrics.json`` (timings and names aside) and every cell of
+``history.csv`` are compared bit for bit; what differs is listed with both values.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from regexp.errors import UserError
+from regexp.rundir import METRICS
+
+NOT_RESULTS = ("train_seconds", "engine", "name", "config_hash")
+
+
+def _numbers(node, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        out: dict[str, object] = {}
+        for k, v in node.items():
+            out.update(_numbers(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def compare(recorded: Path, rerun: Path) -> tuple[list[str], float]:
+    """What differs between two run folders' results (empty when they match bit for bit),
+    and the largest relative difference over all of them."""
+    a = _numbers(json.loads((recorded / METRICS).read_text()))
+    b = _numbers(json.loads((rerun / METRICS).read_text()))
+    diffs, largest = [], 0.0
+    for key in sorted(set(a) | set(b)):
+        if key in NOT_RESULTS or a.get(key) == b.get(key):
+            continue
+        x, y = a.get(key), b.get(key)
+        rel = ""
+        if isinstance(x, float) and isinstance(y, float) and x:
+            largest = max(largest, abs(x - y) / abs(x))
+            rel = f" (relative {abs(x - y) / abs(x):.1e})"
+        else:
+            largest = float("inf")
+        diffs.append(f"metrics.json {key}: recorded {x!r}, re-run {y!r}{rel}")
+    ha, hb = (pd.read_csv(p / "history.csv") for p in (recorded, rerun))
+    if list(ha.columns) != list(hb.columns) or len(ha) != len(hb):
+        diffs.append(f"history.csv: recorded {ha.shape}, re-run {hb.shape}")
+    else:
+        for column in ha.columns:
+            x, y = ha[column].to_numpy(), hb[column].to_numpy()
+            if not np.array_equal(x, y, equal_nan=True):
+                first = int(np.flatnonzero(~((x == y) | (np.isnan(x) & np.isnan(y))))[0])
+                rel = np.abs(x - y) / np.maximum(np.abs(x), 1e-300)
+                largest = max(largest, float(np.nanmax(rel)))
+                diffs.append(
+                    f"history.csv {column}: first differs at epoch {first + 1} (recorded "
+                    f"{float(x[first])!r}, re-run {float(y[first])!r}; largest relative "
+                    f"difference {np.nanmax(rel):.1e})"
+                )
+    return diffs, largest
+
+
+def verify(run_dir: Path) -> tuple[list[str], float]:
+    from omegaconf import OmegaConf, open_dict
+
+    from regexp.run import train
+
+    run_dir = Path(run_dir)
+    if not (run_dir / METRICS).is_file() or not (run_dir / "config.yaml").is_file():
+        raise UserError(f"verify: {run_dir} is not a run folder (no metrics.json or config.yaml)")
+    recorded = json.loads((run_dir / METRICS).read_text())
+    if recorded.get("status") != "completed":
+        raise UserError(f"verify: {run_dir} did not complete (status {recorded.get('status')!r})")
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    with open_dict(cfg):
+        cfg.trainer.engine = str(recorded.get("engine", cfg.trainer.engine)).split()[0]
+    with tempfile.TemporaryDirectory(prefix="regexp-verify-") as tmp:
+        train(cfg, Path(tmp) / "rerun")
+        return compare(run_dir, Path(tmp) / "rerun")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: regexp verify RUN_FOLDER", file=sys.stderr)
+        return 2
+    try:
+        diffs, largest = verify(Path(argv[0]))
+    except UserError as e:
+        print(f"regexp: error: {e}", file=sys.stderr)
+        return 2
+    if not diffs:
+        print(f"identical: {argv[0]} re-runs to the same metrics and history, bit for bit")
+        return 0
+    print(
+        f"differs: {len(diffs)} results of {argv[0]} changed on re-running; the largest "
+        f"relative difference is {largest:.1e}:"
+    )
+    for line in diffs:
+        print(f"  {line}")
+    return 1
