@@ -86,7 +86,7 @@ def layer_index(key: str, raw: Any, depth: int) -> int:
         index = 0
     if not (1 <= index <= depth or -depth <= index <= -1):
         raise ConfigError(
-            f"{key}.{raw}", raw, f"a hidden-layer index 1..{depth} or -{depth}..-1 (model.depth)"
+            f"{key}.{raw}", index or raw, f"a hidden-layer index 1..{depth} or -{depth}..-1"
         )
     return index if index > 0 else depth + 1 + index
 

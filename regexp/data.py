@@ -118,9 +118,11 @@ def _csv(cfg) -> tuple[np.ndarray, np.ndarray]:
     bad = numeric.isna() | ~np.isfinite(numeric.to_numpy(dtype=float, na_value=np.nan))
     if bad.to_numpy().any():
         row, col = np.argwhere(bad.to_numpy())[0]
+        cell = features.iat[row, col]
+        shown = "is empty or NaN" if pd.isna(cell) else f"has value {str(cell)!r}"
         raise DataError(
-            f"{path}: row {row + 2}, column {features.columns[col]!r} has value "
-            f"{features.iat[row, col]!r}; expected a finite number (row 1 is the header)"
+            f"{path}: row {row + 2}, column {features.columns[col]!r} {shown}; "
+            "expected a finite number (row 1 is the header)"
         )
     if frame[label].isna().any():
         row = int(np.flatnonzero(frame[label].isna().to_numpy())[0])

@@ -1,0 +1,268 @@
+"""Nothing lost, nothing confusing: bad input, divergence, interrupts, resume, verify."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from regexp.cli import main
+from regexp.engines import ENGINES, outcome
+from regexp.fused import fit_members
+from regexp.run import prepare
+from regexp.verify import verify
+from tests.conftest import make_cfg
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _csv(tmp_path, text):
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    return ["dataset=csv", f"dataset.path={path}", "dataset.label=y"]
+
+
+GOOD_ROWS = "".join(f"{i},{i % 7},{i % 2}\n" for i in range(40))
+
+# (overrides, what the one line must say). Each is a mistake a user will really type.
+CATALOGUE = [
+    (["reg=nope"], "reg='nope' is not accepted; expected one of keras_mixed"),
+    (["dataset=mnist"], "dataset='mnist' is not accepted; expected one of blobs"),
+    (["optimizer=adamw"], "optimizer='adamw' is not accepted; expected one of adam"),
+    (["trainer.epochz=3"], "trainer.epochz is not a config key; did you mean trainer.epochs?"),
+    (["model.widht=16"], "model.widht is not a config key; did you mean model.width?"),
+    (["reg.lamda=0.1"], "reg.lamda is not a config key; did you mean reg.lam?"),
+    (["reg.lam=[1"], "cannot read the overrides"),
+    (["reg=l1_activity", "reg.lam=-1"], "reg.lam=-1 is not accepted; expected a number >= 0"),
+    (["reg=l1_activity", "reg.lam=abc"], "reg.lam='abc' is not accepted; expected a number >= 0"),
+    (["trainer.epochs=0"], "trainer.epochs=0 is not accepted; expected an integer >= 1"),
+    (["trainer.epochs=ten"], "trainer.epochs='ten' is not accepted; expected an integer >= 1"),
+    (["trainer.batch_size=-5"], "trainer.batch_size=-5 is not accepted"),
+    (["trainer.engine=jax"], "trainer.engine='jax' is not accepted; expected one of compiled"),
+    (["trainer.threads=-1"], "trainer.threads=-1 is not accepted; expected an integer >= 0"),
+    (["model.depth=0"], "model.depth=0 is not accepted; expected an integer >= 1"),
+    (["model.depth=2.5"], "model.depth=2.5 is not accepted"),
+    (["model.width=[32,32]"], "model.width=[32, 32] is not accepted; expected one value, or a"),
+    (["model.activation=rectifier"], "model.activation='rectifier' is not accepted"),
+    (["optimizer.lr=0"], "optimizer.lr=0 is not accepted; expected a number > 0"),
+    (["dataset.test_size=1.5"], "dataset.test_size=1.5 is not accepted; expected a number in"),
+    (["dataset.val_size=-0.1"], "dataset.val_size=-0.1 is not accepted"),
+    (["dataset.scaler_fit=sometimes"], "dataset.scaler_fit='sometimes' is not accepted"),
+    (["seed=-1"], "seed=-1 is not accepted; expected an integer >= 0"),
+    (["reg=kl_sparsity", "reg.rho=1.5"], "reg.layers.-1.activity.rho=1.5 is not accepted"),
+    (["reg=l1_activity", "reg.hidden.activity.kind=l4"], "reg.hidden.activity.kind='l4' is not"),
+    (["reg=l1_activity", "+reg.layers.7={bias: null}"], "reg.layers.7=7 is not accepted"),
+    (["reg=l1_activity", "reg.mode=loss"], "reg.mode='loss' is not accepted; expected mode=layers"),
+    (["reg=loss_codes", "reg.codes=[1,3]"], "reg.codes[1]=3 is not accepted"),
+    (["reg=l3", "reg.hidden.kernel._target_=nowhere.L3"],
+     "reg.hidden.kernel._target_='nowhere.L3' is not accepted; expected an importable"),
+    (["reg=l1_kernel", "reg.hidden.kernel={_target_: tests.user_regularizers.PerUnit}"],
+     "clear it first: reg.hidden.kernel=null"),
+    (["reg=l1_kernel", "reg.hidden.kernel=null",
+      "reg.hidden.kernel={_target_: tests.user_regularizers.PerUnit, lam: 0.1}"],
+     "returns shape (32,); a regularizer must return a scalar"),
+    (["dataset=csv", "dataset.path=/no/such.csv"], "dataset.path='/no/such.csv' is not accepted"),
+    (["dataset=csv"], "dataset.path=None is not accepted; expected an existing CSV file"),
+    ("csv:", "the file is empty"),
+    ("csv:a,b,label\n" + GOOD_ROWS, "dataset.label='y': no such column"),
+    ("csv:a,b,y\n" + GOOD_ROWS + "3,x,1\n", "row 42, column 'b' has value 'x'"),
+    ("csv:a,b,y\n" + GOOD_ROWS + "3,nan,1\n", "row 42, column 'b' is empty or NaN"),
+    ("csv:a,b,y\n1,2,0\n3,4,0\n", "single class"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CATALOGUE, ids=[str(c[1])[:40] for c in CATALOGUE])
+def test_bad_input_is_one_line_and_leaves_no_complete_folder(case, tmp_path, capsys):
+    overrides, message = case
+    if isinstance(overrides, str):
+        overrides = _csv(tmp_path, overrides[len("csv:") :])
+    run_dir = tmp_path / "run"
+    try:
+        rc = main(["run", "trainer.epochs=1", *overrides, f"hydra.run.dir={run_dir}"])
+    except SystemExit as e:  # errors found inside the Hydra job end the process
+        rc = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("regexp: error: "), err
+    assert message in err[0]
+    assert not (run_dir / "metrics.json").exists()
+
+
+def test_catalogue_size():
+    assert len(CATALOGUE) >= 25
+
+
+def test_report_and_output_folder_faults(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no runs under" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert main(["run", f"hydra.run.dir={tmp_path}/afile/run"]) == 2
+    err = capsys.readouterr().err
+    assert "hydra.run.dir=" in err and "is a file" in err and err.count("\n") == 1
+
+
+def _regexp(*args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "regexp", *args], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, **(env or {})}, **kw)  # fmt: skip
+
+
+def test_no_traceback_unless_hydra_full_error(tmp_path):
+    bad = ["run", "trainer.epochs=0", f"hydra.run.dir={tmp_path}/r"]
+    quiet = _regexp(*bad)
+    assert quiet.returncode == 2 and "Traceback" not in quiet.stderr
+    assert quiet.stderr.count("\n") == 1
+    loud = _regexp(*bad, env={"HYDRA_FULL_ERROR": "1"})
+    assert loud.returncode != 0 and "Traceback" in loud.stderr
+    csv = _regexp("run", *_csv(tmp_path, "a,b,y\n1,x,0\n2,3,1\n"), f"hydra.run.dir={tmp_path}/c")
+    assert csv.returncode == 2 and "Traceback" not in csv.stderr
+    assert csv.stderr.strip().splitlines() == [
+        f"regexp: error: {tmp_path}/data.csv: row 2, column 'b' has value 'x'; "
+        "expected a finite number (row 1 is the header)"
+    ]
+
+
+@pytest.mark.parametrize("engine", ["keras", "compiled", "fused"])
+def test_divergence_stops_at_that_epoch_in_every_engine(engine, tmp_path):
+    from regexp.run import train
+
+    cfg = make_cfg("experiment=b4_l1_activity", "optimizer.lr=1e4", "trainer.epochs=6",
+                   f"trainer.engine={engine}")  # fmt: skip
+    m = train(cfg, tmp_path / "run")
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert m["status"] == "diverged" and 1 <= m["diverged_epoch"] < 6
+    assert len(history) == m["diverged_epoch"] == m["epochs_run"]
+    assert not np.isfinite(history["loss"].iloc[-1]) and "test_accuracy" not in m
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "diverged"
+
+
+def test_a_diverged_member_does_not_stop_its_group():
+    jobs = [prepare(make_cfg("experiment=b4_l1_activity", f"optimizer.lr={lr}", "trainer.epochs=4"))
+            for lr in (0.001, 1e4, 0.002)]  # fmt: skip
+    histories = fit_members(jobs)
+    assert [outcome(h, 4)[0] for h in histories] == ["completed", "diverged", "completed"]
+    alone = ENGINES["compiled"]().fit(
+        prepare(make_cfg("experiment=b4_l1_activity", "optimizer.lr=0.002", "trainer.epochs=4"))
+    )
+    np.testing.assert_allclose(histories[2]["loss"], alone["loss"], rtol=1e-5)
+
+
+def test_a_sweep_goes_on_past_a_diverged_job_and_exits_1(tmp_path, capsys):
+    rc = main(["run", "-m", "experiment=b4_l1_activity", "optimizer.lr=0.001,1e4",
+               "trainer.epochs=3", f"hydra.sweep.dir={tmp_path}"])  # fmt: skip
+    assert rc == 1
+    statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.glob("*/metrics.json"))
+    assert statuses == ["completed", "diverged"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("regexp: 1 of 2 runs did not complete: 1_b4_l1_activity")
+    assert "diverged at epoch" in err[-1]
+
+
+def _wait_for(predicate, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 130), (signal.SIGINT, 130)])
+def test_an_interrupted_run_records_its_history_and_exits_promptly(sig, code, tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "regexp", "run", "experiment=b4_l1_activity",
+               "trainer.epochs=5000", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    log = run_dir / "regexp.log"
+    assert _wait_for(lambda: log.exists() and "epoch 500/5000" in log.read_text())
+    proc.send_signal(sig)
+    start = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - start < 15 and proc.returncode == code
+    m = json.loads((run_dir / "metrics.json").read_text())
+    history = pd.read_csv(run_dir / "history.csv")
+    assert m["status"] == "interrupted" and 500 <= m["epochs_run"] == len(history) < 5000
+    assert "interrupted" in err.strip().splitlines()[-1]
+
+
+def test_a_killed_run_has_no_metrics(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "regexp", "run", "trainer.epochs=5000",
+                             f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    assert _wait_for(lambda: (run_dir / "regexp.log").exists()
+                     and "epoch 500/5000" in (run_dir / "regexp.log").read_text())  # fmt: skip
+    proc.kill()
+    proc.wait(timeout=30)
+    assert (run_dir / "config.yaml").exists() and not (run_dir / "metrics.json").exists()
+
+
+SWEEP = ["experiment=b4_l1_activity", "reg=l1_activity,l2_activity", "seed=0,1,2",
+         "trainer.epochs=30"]  # fmt: skip
+
+
+def _results(sweep: Path) -> dict:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))}
+
+
+def test_a_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path):
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "regexp", "run", "-m", *SWEEP,
+                             f"hydra.sweep.dir={killed}"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    assert _wait_for(lambda: len(list(killed.glob("*/metrics.json"))) >= 2)
+    proc.kill()
+    proc.wait(timeout=30)
+    before = _results(killed)
+    assert 2 <= len(before) < 6, "the kill should land halfway"
+    stamps = {name: (killed / name / "metrics.json").stat().st_mtime_ns for name in before}
+
+    assert main(["run", "-m", *SWEEP, f"resume={killed}"]) == 0
+    after = _results(killed)
+    assert len(after) == 6
+    assert {n: (killed / n / "metrics.json").stat().st_mtime_ns for n in before} == stamps
+    assert main(["run", "-m", *SWEEP, f"hydra.sweep.dir={tmp_path / 'whole'}"]) == 0
+    whole = _results(tmp_path / "whole")
+    assert sorted(after) == sorted(whole)  # same job numbers and names
+    for name in whole:
+        for key in ("test_accuracy", "test_data_loss", "val_data_loss", "train_data_loss"):
+            assert after[name][key] == pytest.approx(whole[name][key], rel=1e-5), (name, key)
+
+
+def test_without_resume_a_complete_sweep_is_not_overwritten(tmp_path, capsys):
+    assert main(["run", "-m", "seed=0,1", "trainer.epochs=1", f"hydra.sweep.dir={tmp_path}"]) == 0
+    stamp = (tmp_path / "0_none" / "metrics.json").stat().st_mtime_ns
+    with pytest.raises(SystemExit) as e:
+        main(["run", "-m", "seed=0,1", "trainer.epochs=1", f"hydra.sweep.dir={tmp_path}"])
+    assert e.value.code == 2 and "already holds a complete run" in capsys.readouterr().err
+    assert (tmp_path / "0_none" / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_verify_confirms_a_run_and_catches_a_change(tmp_path, capsys):
+    from regexp.run import train
+
+    train(make_cfg("experiment=b7_kl_sparsity", "trainer.epochs=3"), tmp_path / "run")
+    diffs, largest = verify(tmp_path / "run")
+    assert diffs == [] and largest == 0.0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics["test_data_loss"] += 1e-9
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["verify", str(tmp_path / "run")]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("differs: 1 results") and "test_data_loss" in out
+
+
+def test_two_runs_started_together_get_their_own_folders(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-m", "regexp", "run", "trainer.epochs=2",
+                               f"hydra.run.dir={tmp_path}/out/${{now:%H-%M-%S-%f}}"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for _ in range(2)]  # fmt: skip
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    folders = list((tmp_path / "out").iterdir())
+    assert len(folders) == 2 and all((f / "metrics.json").is_file() for f in folders)
