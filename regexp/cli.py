@@ -18,6 +18,9 @@ commands:
   list                print every config group and its options.
   report PATH...      tables, plots and statistics over runs (`report --help`).
   verify RUN          re-run a run from its record; say whether its numbers match.
+  show RUN            a run's config changes from the defaults, metrics and files.
+  compare RUN_A RUN_B config differences and metric deltas of two runs.
+  ls [FOLDER]         runs under FOLDER (default outputs/), newest first.
 
 examples:
   regexp run reg=l1_activity
@@ -41,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "check":
         return check(rest)
+    if command in ("show", "compare", "ls"):
+        from regexp.inspect_runs import main as inspect
+
+        return inspect(command, rest)
     if command == "verify":
         from regexp.verify import main as verify
 
@@ -54,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"regexp {__version__}")
         return 0
-    accepted = "run, check, list, report or verify"
+    accepted = "run, check, list, report, verify, show, compare or ls"
     print(f"regexp: error: unknown command {command!r}; expected {accepted}", file=sys.stderr)
     return 2
 
@@ -113,6 +120,7 @@ def run(args: list[str]) -> int:
 
     from regexp.config import CONF, precheck, register_resolvers
     from regexp.errors import UserError
+    from regexp.launcher import SweepRecorder, sweep_outcomes
     from regexp.run import OUTCOMES
 
     register_resolvers()
@@ -152,6 +160,7 @@ def run(args: list[str]) -> int:
     sys.argv = ["regexp run", *args]
     signal.signal(signal.SIGTERM, terminate)
     OUTCOMES.clear()
+    SweepRecorder.last_sweep = None
     try:
         job()
     except KeyboardInterrupt:
@@ -165,14 +174,17 @@ def run(args: list[str]) -> int:
     finally:
         sys.argv = saved
         signal.signal(signal.SIGTERM, saved_term)
-    failed = [(d, s, e) for d, s, e in OUTCOMES if s != "completed"]
+    outcomes = OUTCOMES
+    if SweepRecorder.last_sweep is not None:  # a multirun: its folders tell, whoever ran it
+        outcomes = sweep_outcomes(SweepRecorder.last_sweep)
+    failed = [(d, s, e) for d, s, e in outcomes if s != "completed"]
     if failed:
         listed = "; ".join(
             f"{d.name} {s}" + (f" at epoch {e}" if e else "") for d, s, e in failed[:5]
         )
         more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
         print(
-            f"regexp: {len(failed)} of {len(OUTCOMES)} runs did not complete: {listed}{more} "
+            f"regexp: {len(failed)} of {len(outcomes)} runs did not complete: {listed}{more} "
             "(loss not finite: try a smaller optimizer.lr)",
             file=sys.stderr,
         )

@@ -32,6 +32,7 @@ from hydra.core.utils import (
     run_job,
     setup_globals,
 )
+from hydra.experimental.callback import Callback
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict, read_write
@@ -183,3 +184,31 @@ def _task_config(sweep_config: DictConfig) -> DictConfig:
     with read_write(task), open_dict(task):
         task.pop("hydra", None)
     return task
+
+
+class SweepRecorder(Callback):
+    """Remembers, in the launching process, which folder the last multirun wrote.
+
+    Whatever launcher ran the jobs (fused, basic, joblib, submitit, ...), their statuses
+    are then read from the folders themselves: ``regexp run -m`` exits non-zero and names
+    the jobs that did not complete.
+    """
+
+    last_sweep: Path | None = None
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        SweepRecorder.last_sweep = Path(str(config.hydra.sweep.dir))
+
+
+def sweep_outcomes(sweep: Path) -> list[tuple[Path, str, int | None]]:
+    """(job folder, status, diverged epoch) of every job folder of a sweep."""
+    import json
+
+    outcomes = []
+    for folder in sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[:1].isdigit()):
+        try:
+            m = json.loads((folder / "metrics.json").read_text())
+            outcomes.append((folder, m.get("status", "?"), m.get("diverged_epoch")))
+        except (OSError, ValueError):
+            outcomes.append((folder, "unfinished", None))
+    return outcomes

@@ -1,0 +1,138 @@
+"""Looking at runs without TensorFlow: ``regexp show``, ``regexp compare``, ``regexp ls``.
+
+- ``show RUN``: the config keys that differ from the defaults, the final metrics, the files.
+- ``compare RUN_A RUN_B``: the config keys that differ, and each metric's change.
+- ``ls [FOLDER]``: runs under FOLDER (default ``outputs/``), newest first, with status and
+  test accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from regexp.errors import UserError
+from regexp.rundir import METRICS
+
+SKIP = ("activity_mean", "diagnostics")
+
+
+def _run(path: str) -> Path:
+    run = Path(path)
+    if not (run / "config.yaml").is_file():
+        raise UserError(f"{path} is not a run folder (no config.yaml); `regexp ls` lists runs")
+    return run
+
+
+def _config(run: Path) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    from regexp.report import flatten
+
+    return flatten(OmegaConf.to_container(OmegaConf.load(run / "config.yaml")))
+
+
+def _metrics(run: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run / METRICS).read_text())
+    except (OSError, ValueError):
+        return {"status": "no metrics.json (running, or killed)"}
+
+
+def _defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The defaults of the same experiment (if any): what a run changed is measured there."""
+    from omegaconf import OmegaConf
+
+    from regexp.config import compose
+    from regexp.report import flatten
+
+    experiment = cfg.get("experiment_name")
+    base = compose(f"experiment={experiment}") if experiment else compose()
+    return flatten(OmegaConf.to_container(base, resolve=True))
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def show(path: str) -> str:
+    run = _run(path)
+    cfg, metrics = _config(run), _metrics(run)
+    lines = [f"{run}", f"status: {metrics.get('status')}"]
+    changed = [d for d in _diff(_defaults(cfg), cfg) if not d[0].startswith("published")]
+    lines.append("config, changed from the defaults" + (":" if changed else ": nothing"))
+    lines += [f"  {k}: {_fmt(old)} -> {_fmt(new)}" for k, old, new in changed]
+    lines.append("metrics:")
+    lines += [f"  {k}: {_fmt(v)}" for k, v in metrics.items() if k not in SKIP]
+    files = sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file())
+    lines.append("files: " + ", ".join(files))
+    return "\n".join(lines) + "\n"
+
+
+def compare(path_a: str, path_b: str) -> str:
+    a, b = _run(path_a), _run(path_b)
+    lines = [f"A: {a}", f"B: {b}", "config, A -> B:"]
+    diff = _diff(_config(a), _config(b))
+    lines += [f"  {k}: {_fmt(x)} -> {_fmt(y)}" for k, x, y in diff] or ["  identical"]
+    lines.append("metrics, A -> B (B - A):")
+    ma, mb = _metrics(a), _metrics(b)
+    for key in [k for k in ma if k not in SKIP] + [k for k in mb if k not in ma and k not in SKIP]:
+        x, y = ma.get(key), mb.get(key)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+        delta = f" ({y - x:+.6g})" if numbers else ""
+        lines.append(f"  {key}: {_fmt(x)} -> {_fmt(y)}{delta}")
+    return "\n".join(lines) + "\n"
+
+
+def ls(folder: str = "outputs") -> str:
+    root = Path(folder)
+    runs = [
+        p.parent
+        for p in root.rglob("config.yaml")
+        if (p.parent / ".hydra").exists() or (p.parent / "env.json").exists()
+    ]
+    if not runs:
+        raise UserError(f"no runs under {folder}; expected folders made by `regexp run`")
+    runs.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    rows = [("when", "status", "test_acc", "run")]
+    for run in runs:
+        m = _metrics(run)
+        when = datetime.fromtimestamp(run.stat().st_mtime)
+        acc = m.get("test_accuracy")
+        rows.append(
+            (
+                f"{when:%Y-%m-%d %H:%M}",
+                str(m.get("status", "?")).split(" ")[0],
+                "-" if acc is None else f"{acc:.4f}",
+                str(run),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "".join(
+        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}\n" for r in rows
+    )
+
+
+def main(command: str, args: list[str]) -> int:
+    try:
+        if command == "show" and len(args) == 1:
+            print(show(args[0]), end="")
+        elif command == "compare" and len(args) == 2:
+            print(compare(*args), end="")
+        elif command == "ls" and len(args) <= 1:
+            print(ls(*args), end="")
+        else:
+            usage = {"show": "show RUN", "compare": "compare RUN_A RUN_B", "ls": "ls [FOLDER]"}
+            print(f"usage: regexp {usage[command]}", file=sys.stderr)
+            return 2
+    except UserError as e:
+        print(f"regexp: error: {e}", file=sys.stderr)
+        return 2
+    return 0
