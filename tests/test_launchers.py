@@ -1,0 +1,76 @@
+"""Hydra launchers beyond the fused default, and run inspection without TensorFlow."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from regexp.cli import main
+
+SWEEP = ["experiment=b4_l1_activity", "seed=0,1", "reg.lam=0.01,0.001", "trainer.epochs=2"]
+SERIES = ["loss", "data_loss", "accuracy", "val_loss", "val_data_loss", "val_accuracy"]
+
+
+@pytest.fixture(scope="module")
+def fused(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fused")
+    assert main(["run", "-m", *SWEEP, f"hydra.sweep.dir={out}"]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
+)
+def test_other_launchers_write_the_same_run_folders(launcher, fused, tmp_path):
+    assert main(["run", "-m", *SWEEP, *launcher, f"hydra.sweep.dir={tmp_path}"]) == 0
+    theirs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name[0].isdigit())
+    ours = sorted(p for p in fused.iterdir() if p.is_dir() and p.name[0].isdigit())
+    assert [p.name for p in theirs] == [p.name for p in ours] and len(ours) == 4
+    for a, b in zip(theirs, ours, strict=True):
+        files = {p.name for p in b.iterdir()}
+        assert files <= {p.name for p in a.iterdir()}  # submitit may add its own logs
+        assert OmegaConf.load(a / "config.yaml") == OmegaConf.load(b / "config.yaml")
+        ha, hb = pd.read_csv(a / "history.csv"), pd.read_csv(b / "history.csv")
+        assert ((ha[SERIES] - hb[SERIES]).abs() <= 1e-4 * hb[SERIES].abs()).all().all()
+        assert json.loads((a / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_a_joblib_sweep_reports_its_failures(tmp_path, capsys):
+    rc = main(["run", "-m", "experiment=b4_l1_activity", "optimizer.lr=0.001,1e4",
+               "trainer.epochs=2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+               f"hydra.sweep.dir={tmp_path}"])  # fmt: skip
+    assert rc == 1
+    assert "1 of 2 runs did not complete: 1_b4_l1_activity" in capsys.readouterr().err
+
+
+def test_show_compare_and_ls(fused, capsys):
+    a, b = sorted(p for p in fused.iterdir() if p.is_dir() and p.name[0].isdigit())[:2]
+    assert main(["show", str(a)]) == 0
+    out = capsys.readouterr().out
+    assert "trainer.epochs: 200 -> 2" in out and "status: completed" in out
+    assert "history.csv" in out and "metrics.json" in out
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    ma, mb = (json.loads((p / "metrics.json").read_text()) for p in (a, b))
+    assert "reg.lam: 0.01 -> 0.001" in out
+    assert f"({mb['test_data_loss'] - ma['test_data_loss']:+.6g})" in out
+    assert main(["ls", str(fused)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["when", "status", "test_acc", "run"] and len(lines) == 5
+    assert all("completed" in line for line in lines[1:])
+    assert main(["show", str(fused / "nope")]) == 2
+
+
+def test_inspection_does_not_import_tensorflow(fused):
+    run = next(p for p in fused.iterdir() if p.name.startswith("0_"))
+    code = (
+        f"import sys; from regexp.cli import main; main(['show', {str(run)!r}]); "
+        f"main(['ls', {str(fused)!r}]); "
+        "print('TF' if 'tensorflow' in sys.modules else 'NO_TF')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip().endswith("NO_TF"), out.stderr
