@@ -39,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "run":
         return run(rest)
+    if command in ("-sc", "--shell-completion"):  # Hydra's completion calls `regexp -sc ...`
+        import os
+
+        line = os.environ.get("COMP_LINE", "").split(" ")
+        if len(line) > 1 and line[1] == "run":
+            os.environ["COMP_LINE"] = " ".join(line[:1] + line[2:])
+            os.environ["COMP_POINT"] = str(max(0, int(os.environ.get("COMP_POINT", 0)) - 4))
+        return run(argv)
     if command == "list":
         print(list_groups(), end="")
         return 0
@@ -157,7 +165,7 @@ def run(args: list[str]) -> int:
         raise KeyboardInterrupt
 
     saved, saved_term = sys.argv, signal.getsignal(signal.SIGTERM)
-    sys.argv = ["regexp run", *args]
+    sys.argv = ["regexp", *args]
     signal.signal(signal.SIGTERM, terminate)
     OUTCOMES.clear()
     SweepRecorder.last_sweep = None

@@ -8,6 +8,7 @@ is all the model builder needs to know.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,14 @@ def validate(cfg: DictConfig) -> list[LayerPlan]:
     _int("trainer.epochs", tr.get("epochs"))
     _int("trainer.batch_size", tr.get("batch_size"))
     _int("trainer.threads", tr.get("threads"), minimum=0)
+    if tr.get("tensorboard") not in (None, True, False):
+        raise ConfigError("trainer.tensorboard", tr.get("tensorboard"), "true or false")
+    if tr.get("tensorboard") and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(
+            "trainer.tensorboard",
+            True,
+            "false, or install the extra: pip install -e '.[tensorboard]'",
+        )
     _choice("trainer.engine", tr.get("engine"), tuple(ENGINES))
     return plans
 

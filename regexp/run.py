@@ -206,6 +206,10 @@ def finish(
     plots.curves(frame, run_dir / "accuracy.png", "accuracy", f"{title}: accuracy")
     post, acts = layer_outputs(model, job.plans, data.x_test)
     np.savez_compressed(run_dir / "activations.npz", **post)
+    if cfg.trainer.get("tensorboard"):
+        from regexp.tracking import write_tensorboard
+
+        write_tensorboard(run_dir, frame, model, post)
     if acts:
         plots.activations(acts, run_dir / "activations.png", f"{title}: activations on test")
     if data.n_features == 2:

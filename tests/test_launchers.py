@@ -74,3 +74,32 @@ def test_inspection_does_not_import_tensorflow(fused):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip().endswith("NO_TF"), out.stderr
+
+
+def test_shell_completion_through_hydra(tmp_path):
+    import os
+
+    def complete(line):
+        env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
+        out = subprocess.run([sys.executable, "-m", "regexp", "-sc", "query=bash"],
+                             capture_output=True, text=True, env=env)  # fmt: skip
+        return out.stdout.split()
+
+    assert "reg=l1_activity_preact" in complete("regexp run reg=l1_act")
+    assert complete("regexp run trainer.ep") == ["trainer.epochs="]
+    script = subprocess.run([sys.executable, "-m", "regexp", "run", "-sc", "install=bash"],
+                            capture_output=True, text=True).stdout  # fmt: skip
+    assert "complete -o nospace -o default -F hydra_bash_completion regexp" in script
+
+
+def test_the_slurm_example_configures_submitit():
+    from hydra import compose, initialize_config_dir
+
+    from regexp.config import CONF, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", ["hydra/launcher=slurm_example"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.timeout_min, launcher.cpus_per_task) == ("cpu", 60, 2)
