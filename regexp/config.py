@@ -209,6 +209,13 @@ def validate(cfg: DictConfig) -> list[LayerPlan]:
     _int("trainer.epochs", tr.get("epochs"))
     _int("trainer.batch_size", tr.get("batch_size"))
     _int("trainer.threads", tr.get("threads"), minimum=0)
+    tracking = cfg.get("tracking")
+    if tracking:
+        _choice("tracking.backend", tracking.get("backend"), ("mlflow",))
+        if importlib.util.find_spec("mlflow") is None:
+            raise ConfigError("+tracking", "mlflow", "installed mlflow: pip install -e '.[mlflow]'")
+        if not tracking.get("uri"):
+            raise ConfigError("tracking.uri", tracking.get("uri"), "an MLflow tracking URI")
     if tr.get("tensorboard") not in (None, True, False):
         raise ConfigError("trainer.tensorboard", tr.get("tensorboard"), "true or false")
     if tr.get("tensorboard") and importlib.util.find_spec("tensorboard") is None:

@@ -225,6 +225,15 @@ def finish(
         "diagnostics": {k: float(v) for k, v in frame.iloc[-1].items() if _is_diagnostic(k)},
     }
     write_json_atomic(run_dir / METRICS, result)
+    if cfg.get("tracking"):  # after metrics.json: a tracking failure cannot spoil the folder
+        from regexp.tracking import log_mlflow
+
+        try:
+            log_mlflow(run_dir, cfg, frame, result)
+        except Exception as e:  # the run itself is complete and recorded
+            log.warning(
+                "MLflow logging failed (%s: %s); the run folder is complete", type(e).__name__, e
+            )
     log.info(
         "%s: test accuracy %.4f, test data loss %.4f (%s)",
         title, result["test_accuracy"], result["test_data_loss"], run_dir,

@@ -33,3 +33,51 @@ def write_tensorboard(run_dir: Path, history: pd.DataFrame, model, activations: 
             tf.summary.histogram(f"activations/{name}", values, step=last)
     writer.close()
     return folder
+
+
+def log_mlflow(run_dir: Path, cfg, history: pd.DataFrame, result: dict) -> str:
+    """One MLflow run per regexp run: the flattened config as params, every history column
+    per epoch (step = epoch), the final numbers, and the run folder's figures, config and
+    ``metrics.json`` as artifacts. Returns the MLflow run id."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric
+    from omegaconf import OmegaConf
+
+    from regexp.report import flatten
+
+    mlflow.set_tracking_uri(str(cfg.tracking.uri))
+    mlflow.set_experiment(str(cfg.tracking.experiment))
+    params = flatten(OmegaConf.to_container(cfg, resolve=True))
+    with mlflow.start_run(run_name=str(result.get("name"))) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.set_tags({"status": result["status"], "run_dir": str(run_dir.resolve())})
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(column, float(value), now, int(epoch))
+            for column in history.columns
+            if column != "epoch"
+            for epoch, value in zip(history["epoch"], history[column], strict=True)
+            if np.isfinite(value)
+        ]
+        client = mlflow.tracking.MlflowClient()
+        for start in range(0, len(metrics), 1000):
+            client.log_batch(run.info.run_id, metrics=metrics[start : start + 1000])
+        finals = {
+            f"final_{k}": float(v)
+            for k, v in result.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        mlflow.log_metrics(finals)
+        for name in (
+            "config.yaml",
+            "metrics.json",
+            "loss.png",
+            "accuracy.png",
+            "activations.png",
+            "data.png",
+        ):
+            if (run_dir / name).is_file():
+                mlflow.log_artifact(str(run_dir / name))
+        return run.info.run_id

@@ -52,3 +52,31 @@ def test_tensorboard_flag_is_validated():
 
     with pytest.raises(ConfigError, match="true or false"):
         validate(make_cfg("trainer.tensorboard=maybe"))
+
+
+def test_mlflow_tracking_is_read_back_through_mlflow(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = make_cfg("+tracking=mlflow", f"tracking.uri={uri}", "tracking.experiment=tests",
+                   "experiment=b4_l1_activity", "trainer.epochs=3")  # fmt: skip
+    result = train(cfg, tmp_path / "run")
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert run.data.params["reg.lam"] == "0.01" and run.data.params["trainer.epochs"] == "3"
+    assert run.data.tags["status"] == "completed"
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    logged = client.get_metric_history(run.info.run_id, "val_data_loss")
+    assert [m.step for m in logged] == [1, 2, 3]
+    np.testing.assert_allclose([m.value for m in logged], history["val_data_loss"], rtol=1e-12)
+    assert run.data.metrics["final_test_accuracy"] == pytest.approx(result["test_accuracy"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"metrics.json", "loss.png", "config.yaml", "activations.png"} <= artifacts
+
+
+def test_tracking_backend_is_validated():
+    from regexp.config import validate
+    from regexp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tracking.backend"):
+        validate(make_cfg("+tracking=mlflow", "tracking.backend=wandb"))
