@@ -20,12 +20,13 @@ Importing this module does not import TensorFlow.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from regexp.progress import Epochs
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -33,10 +34,9 @@ if TYPE_CHECKING:
     from regexp.config import LayerPlan
     from regexp.data import Dataset
 
-log = logging.getLogger(__name__)
-
 History = dict[str, list[float]]
 SERIES = ("loss", "data_loss", "accuracy")
+SHOWN = ("loss", "val_loss", "val_accuracy")  # what progress shows
 
 
 @dataclass
@@ -88,16 +88,6 @@ def first_non_finite(values) -> int | None:
     return int(bad[0]) if len(bad) else None
 
 
-def log_progress(epoch: int, epochs: int, logs: dict) -> None:
-    """Log about ten lines per run: every tenth of the epochs, and the last one."""
-    every = max(1, math.ceil(epochs / 10))
-    if (epoch + 1) % every == 0 or epoch + 1 == epochs:
-        log.info(
-            "epoch %d/%d  loss %.4f  val_loss %.4f  val_accuracy %.4f",
-            epoch + 1, epochs, logs["loss"], logs["val_loss"], logs["val_accuracy"],
-        )  # fmt: skip
-
-
 class KerasEngine:
     """Plain ``model.fit``: the reference engine."""
 
@@ -113,6 +103,7 @@ class KerasEngine:
         current = tf.function(current)
         names = [f"{p}{s}" for p in ("", "val_") for s in SERIES] + diag.names
         recorded: History = {name: [] for name in names}
+        progress = Epochs(trainer, epochs)
 
         def report(epoch: int, logs: dict) -> None:
             for name, value in {**logs, **current()}.items():
@@ -120,7 +111,7 @@ class KerasEngine:
                     recorded[name].append(float(value))
             if not np.isfinite(logs["loss"]):
                 model.stop_training = True
-            log_progress(epoch, epochs, logs)
+            progress.update(epoch + 1, logs["loss"], logs["val_loss"], logs["val_accuracy"])
 
         try:
             model.fit(
@@ -135,6 +126,7 @@ class KerasEngine:
             )
         except KeyboardInterrupt:
             pass  # the epochs recorded so far stand; the caller marks the run interrupted
+        progress.close()
         done = min(len(v) for v in recorded.values())
         return truncate(recorded, done)
 
@@ -190,6 +182,7 @@ class CompiledEngine:
 
         done = 0
         chunk = max(1, math.ceil(epochs / 10))
+        progress = Epochs(trainer, epochs)
         try:
             for start in range(0, epochs, chunk):
                 stop = min(epochs, start + chunk)
@@ -199,9 +192,11 @@ class CompiledEngine:
                 if bad is not None:
                     done = start + bad + 1
                     break
-                log_progress(stop - 1, epochs, {k: float(buffers[k][stop - 1]) for k in names})
+                last = {k: float(buffers[k][stop - 1]) for k in SHOWN}
+                progress.update(stop, last["loss"], last["val_loss"], last["val_accuracy"])
         except KeyboardInterrupt:
             pass  # epochs of finished chunks stand; the caller marks the run interrupted
+        progress.close()
         return {k: [float(v) for v in buffers[k].numpy()[:done]] for k in names}
 
 

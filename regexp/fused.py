@@ -22,7 +22,6 @@ regularizer is applied to each member's slice in turn, which is exact but slower
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 
@@ -31,10 +30,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from regexp.config import LayerPlan
 from regexp.diagnostics import Diagnostics
-from regexp.engines import SERIES, History, Job, batch_orders
+from regexp.engines import SERIES, SHOWN, History, Job, batch_orders, first_non_finite
+from regexp.progress import Epochs
 from regexp.regularizers import stacked_penalty
-
-log = logging.getLogger(__name__)
 
 # What members of one group may differ in: everything else must match.
 SLOTS = ("kernel", "bias", "activity")
@@ -219,18 +217,31 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
         tf.while_loop(lambda e: e < stop, epoch_body, (start,))
         return tf.constant(0)
 
+    done = 0
     chunk = max(1, math.ceil(epochs / 10))
-    for start in range(0, epochs, chunk):
-        stop = min(epochs, start + chunk)
-        run(tf.constant(start), tf.constant(stop))
-        mean = {name: float(tf.reduce_mean(buffers[name][stop - 1])) for name in names}
-        log.info(
-            "epoch %d/%d  %d members  mean loss %.4f  mean val_loss %.4f",
-            stop, epochs, k, mean["loss"], mean["val_loss"],
-        )  # fmt: skip
+    progress = Epochs(trainer, epochs, members=k)
+    try:
+        for start in range(0, epochs, chunk):
+            stop = min(epochs, start + chunk)
+            run(tf.constant(start), tf.constant(stop))
+            done = stop
+            last = {s: buffers[s][stop - 1].numpy() for s in SHOWN}
+            finite = np.isfinite(last["loss"])
+            if not finite.any():
+                break  # every member has diverged
+            means = {s: float(v[finite].mean()) for s, v in last.items()}
+            progress.update(stop, means["loss"], means["val_loss"], means["val_accuracy"])
+    except KeyboardInterrupt:
+        pass  # epochs of finished chunks stand; the caller marks the runs interrupted
+    progress.close()
 
     final = [v.numpy() for v in variables]
     for m, job in enumerate(jobs):
         job.model.set_weights([w[m] for w in final])
-    values = {name: buffers[name].numpy() for name in names}
-    return [{name: [float(v) for v in values[name][:, m]] for name in names} for m in range(k)]
+    values = {name: buffers[name].numpy()[:done] for name in names}
+    histories = []
+    for m in range(k):
+        bad = first_non_finite(values["loss"][:, m])
+        length = done if bad is None else bad + 1  # a diverged member stops at that epoch
+        histories.append({name: [float(v) for v in values[name][:length, m]] for name in names})
+    return histories

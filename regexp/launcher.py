@@ -101,9 +101,13 @@ class FusedLauncherBase(Launcher):
                 raise SystemExit(2)
             else:
                 pending.append(c)
+        from regexp.progress import LINE
+
         for group in self._groups(pending):
+            LINE.sweep = f"jobs {len(returns)}/{len(sweep_configs)} done, {len(group)} running | "
             returns.update(self._run_group(group))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        LINE.sweep = ""
         return [returns[c.hydra.job.num] for c in sweep_configs]
 
     def _groups(self, sweep_configs: list[DictConfig]) -> list[list[DictConfig]]:

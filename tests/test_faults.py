@@ -266,3 +266,21 @@ def test_two_runs_started_together_get_their_own_folders(tmp_path):
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     folders = list((tmp_path / "out").iterdir())
     assert len(folders) == 2 and all((f / "metrics.json").is_file() for f in folders)
+
+
+def test_an_interrupted_fused_sweep_records_its_group(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = [sys.executable, "-m", "regexp", "run", "-m", "experiment=b4_l1_activity",
+               "seed=0,1,2", "trainer.epochs=5000", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    deadline = time.time() + 120
+    for line in proc.stdout:  # the group's first progress line: training is under way
+        if "epoch 500/5000" in line or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    records = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
+    assert len(records) == 3 and {m["status"] for m in records} == {"interrupted"}
+    assert len({m["epochs_run"] for m in records}) == 1 and 0 < records[0]["epochs_run"] < 5000

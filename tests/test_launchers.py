@@ -103,3 +103,39 @@ def test_the_slurm_example_configures_submitit():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.timeout_min, launcher.cpus_per_task) == ("cpu", 60, 2)
+
+
+def _on_a_terminal(*args):
+    """Run regexp with its output on a pseudo-terminal; return what the terminal showed."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "regexp", *args], stdin=slave, stdout=slave,
+                            stderr=slave)  # fmt: skip
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert proc.wait() == 0
+    return shown.decode(errors="replace")
+
+
+def test_live_progress_only_on_a_terminal(tmp_path):
+    run = ["run", "experiment=b4_l1_activity", "trainer.epochs=20"]
+    shown = _on_a_terminal(*run, f"hydra.run.dir={tmp_path}/a")
+    assert "\rjobs" not in shown and "epoch 20/20" in shown and "ETA 0:00:0" in shown
+    quiet = _on_a_terminal(*run, "trainer.quiet=true", f"hydra.run.dir={tmp_path}/b")
+    assert "ETA" not in quiet and "epoch 20/20  loss" in quiet  # the log line instead
+    piped = subprocess.run([sys.executable, "-m", "regexp", *run, f"hydra.run.dir={tmp_path}/c"],
+                           capture_output=True, text=True)  # fmt: skip
+    assert "ETA" not in piped.stdout + piped.stderr and "\r" not in piped.stderr
+    sweep = _on_a_terminal("run", "-m", "experiment=b4_l1_activity", "seed=0,1",
+                           "trainer.epochs=20", f"hydra.sweep.dir={tmp_path}/s")  # fmt: skip
+    assert "jobs 0/2 done, 2 running | epoch 20/20" in sweep

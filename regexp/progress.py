@@ -1,0 +1,84 @@
+"""Live progress: one line on the terminal, rewritten in place.
+
+For a run: ``epoch 120/200  loss 0.4123  val_loss 0.4511  ETA 0:00:03``; in a sweep, led
+by ``jobs 10/50 done, 10 running |``. Shown only when standard error is a terminal and
+``trainer.quiet`` is false; otherwise, and always in the run's log file, progress is a
+log line every tenth of the epochs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import sys
+import time
+
+log = logging.getLogger("regexp.engines")
+
+
+class _Line:
+    def __init__(self) -> None:
+        self.sweep = ""  # "jobs 3/10 done, 2 running | " while a sweep runs
+        self.shown = False
+
+    def write(self, text: str) -> None:
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        sys.stderr.write("\r" + (self.sweep + text)[:width].ljust(width))
+        sys.stderr.flush()
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.shown = False
+
+
+LINE = _Line()
+
+
+def live(trainer) -> bool:
+    return not trainer.get("quiet", False) and sys.stderr.isatty()
+
+
+class Epochs:
+    """Progress of one training (a run, or a fused group of ``members``)."""
+
+    def __init__(self, trainer, epochs: int, members: int = 1):
+        self.live, self.epochs, self.members = live(trainer), epochs, members
+        self.start = time.perf_counter()
+
+    def update(self, epoch: int, loss: float, val_loss: float, val_accuracy: float) -> None:
+        """After ``epoch`` epochs (1-based) with these (mean, for a group) numbers."""
+        who = f"  ({self.members} runs)" if self.members > 1 else ""
+        if self.live:
+            spent = time.perf_counter() - self.start
+            left = spent / epoch * (self.epochs - epoch)
+            LINE.write(
+                f"epoch {epoch}/{self.epochs}  loss {loss:.4f}  val_loss {val_loss:.4f}  "
+                f"ETA {_clock(left)}"
+            )
+            if epoch == self.epochs:
+                LINE.end()
+            return
+        every = max(1, math.ceil(self.epochs / 10))
+        if epoch % every == 0 or epoch == self.epochs:
+            log.info(
+                "epoch %d/%d  loss %.4f  val_loss %.4f  val_accuracy %.4f%s",
+                epoch,
+                self.epochs,
+                loss,
+                val_loss,
+                val_accuracy,
+                who,
+            )
+
+    def close(self) -> None:
+        if self.live:
+            LINE.end()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
