@@ -63,6 +63,7 @@ class FusedLauncherBase(Launcher):
     ) -> Sequence[JobReturn]:
         from regexp.config import validate
         from regexp.errors import UserError
+        from regexp.progress import LINE
         from regexp.rundir import completed_with, is_complete
 
         setup_globals()
@@ -71,7 +72,7 @@ class FusedLauncherBase(Launcher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Launching %d jobs, fused where they share a network", len(job_overrides))
 
-        sweep_configs = []
+        jobs: list[_Job] = []
         for num, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
             sweep_config = self.hydra_context.config_loader.load_sweep_config(
@@ -80,88 +81,94 @@ class FusedLauncherBase(Launcher):
             with open_dict(sweep_config):
                 sweep_config.hydra.job.id = num
                 sweep_config.hydra.job.num = num
+            task = _task_config(sweep_config)
             try:
-                validate(_task_config(sweep_config))
+                plans = validate(task)
             except UserError as e:
                 print(f"regexp: error: job #{num}: {e}", file=sys.stderr)
                 raise SystemExit(2) from None
-            sweep_configs.append(sweep_config)
+            jobs.append(_Job(num, sweep_config, task, plans))
 
         returns: dict[int, JobReturn] = {}
         pending = []
-        for c in sweep_configs:
-            task, folder = _task_config(c), _job_folder(c)
-            if task.get("resume") and completed_with(folder, task):
-                log.info("\t#%d : complete in %s; skipped (resume)", c.hydra.job.num, folder)
-                returns[c.hydra.job.num] = _skipped(c, task)
+        for job in jobs:
+            folder = _job_folder(job.sweep_config)
+            if job.task.get("resume") and completed_with(folder, job.task):
+                log.info("\t#%d : complete in %s; skipped (resume)", job.num, folder)
+                returns[job.num] = _skipped(job.sweep_config, job.task)
             elif is_complete(folder):
                 print(f"regexp: error: {folder} already holds a complete run; pass "
                       f"resume={folder.parent} to finish that sweep, or choose another "
                       "hydra.sweep.dir (nothing was overwritten)", file=sys.stderr)  # fmt: skip
                 raise SystemExit(2)
             else:
-                pending.append(c)
-        from regexp.progress import LINE
-
+                pending.append(job)
         for group in self._groups(pending):
-            LINE.sweep = f"jobs {len(returns)}/{len(sweep_configs)} done, {len(group)} running | "
+            LINE.sweep = f"jobs {len(returns)}/{len(jobs)} done, {len(group)} running | "
             returns.update(self._run_group(group))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         LINE.sweep = ""
-        return [returns[c.hydra.job.num] for c in sweep_configs]
+        return [returns[job.num] for job in jobs]
 
-    def _groups(self, sweep_configs: list[DictConfig]) -> list[list[DictConfig]]:
+    def _groups(self, jobs: list[_Job]) -> list[list[_Job]]:
         """Fusable jobs together, in order of first appearance, at most max_members each."""
-        from regexp.config import validate
         from regexp.fused import group_key
 
-        groups: dict[str, list[DictConfig]] = {}
-        for i, c in enumerate(sweep_configs):
-            task = _task_config(c)
-            if task.trainer.engine == "keras":
-                groups[f"keras-{i}"] = [c]
-                continue
-            key = group_key(task, validate(task))
-            groups.setdefault(key, []).append(c)
+        groups: dict[str, list[_Job]] = {}
+        for job in jobs:
+            fusable = job.task.trainer.engine != "keras"
+            key = group_key(job.task, job.plans) if fusable else f"keras-{job.num}"
+            groups.setdefault(key, []).append(job)
         size = self.max_members
         return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
-    def _run_group(self, group: list[DictConfig]) -> dict[int, JobReturn]:
+    def _run_group(self, group: list[_Job]) -> dict[int, JobReturn]:
         from regexp.engines import ENGINES, outcome
         from regexp.fused import fit_members
         from regexp.run import finish, prepare
 
-        tasks = [_task_config(c) for c in group]
-        jobs = [prepare(t) for t in tasks]
+        prepared = [prepare(job.task) for job in group]
         start = time.perf_counter()
-        if tasks[0].trainer.engine == "keras":
-            histories, engine = [ENGINES["keras"]().fit(jobs[0])], "keras"
+        if group[0].task.trainer.engine == "keras":
+            histories, engine = [ENGINES["keras"]().fit(prepared[0])], "keras"
         else:
-            histories, engine = fit_members(jobs), f"fused (group of {len(jobs)})"
-        seconds = (time.perf_counter() - start) / len(jobs)
-        interrupted = any(outcome(h, int(t.trainer.epochs))[0] == "interrupted"
-                          for h, t in zip(histories, tasks, strict=True))  # fmt: skip
+            histories, engine = fit_members(prepared), f"fused (group of {len(prepared)})"
+        seconds = (time.perf_counter() - start) / len(prepared)
+        epochs = int(group[0].task.trainer.epochs)
+        interrupted = any(outcome(h, epochs)[0] == "interrupted" for h in histories)
 
         returns = {}
-        for sweep_config, job, history in zip(group, jobs, histories, strict=True):
+        for job, ready, history in zip(group, prepared, histories, strict=True):
 
-            def write(cfg: DictConfig, job=job, history=history) -> dict:
+            def write(cfg: DictConfig, ready=ready, history=history) -> dict:
                 from hydra.core.hydra_config import HydraConfig
 
                 hc = HydraConfig.get()
                 overrides = list(hc.overrides.task)
-                return finish(job, history, seconds, Path(hc.runtime.output_dir), overrides, engine)
+                return finish(
+                    ready, history, seconds, Path(hc.runtime.output_dir), overrides, engine
+                )
 
-            returns[sweep_config.hydra.job.num] = run_job(
+            returns[job.num] = run_job(
                 hydra_context=self.hydra_context,
                 task_function=write,
-                config=sweep_config,
+                config=job.sweep_config,
                 job_dir_key="hydra.sweep.dir",
                 job_subdir_key="hydra.sweep.subdir",
             )
         if interrupted:  # the group's folders say so; later groups never started
             raise KeyboardInterrupt
         return returns
+
+
+@dataclass
+class _Job:
+    """One job of a sweep: its number, Hydra's config, its own config and layer plan."""
+
+    num: int
+    sweep_config: DictConfig
+    task: DictConfig
+    plans: list
 
 
 def _job_folder(sweep_config: DictConfig) -> Path:

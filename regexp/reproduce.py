@@ -36,6 +36,16 @@ from regexp.rundir import run_name
 log = logging.getLogger("regexp.reproduce")
 
 VARIANTS = ("regularized", "baseline")
+SUMMARY = [
+    "experiment",
+    "published_test_acc",
+    "published_baseline_acc",
+    "test_acc",
+    "baseline_acc",
+    "diff",
+    "diff_lo",
+    "diff_hi",
+]
 MARGIN = 0.02  # two accuracy points: the size of effect the sources call a gain
 
 VERDICT_RULE = (
@@ -179,22 +189,7 @@ def analyse(names: list[str], seeds: int, where: dict, out: Path):
     table.insert(table.columns.get_loc("p_t") + 1, "p_t_holm", stats.holm(table["p_t"]))
     table.to_csv(out / "report.csv", index=False)
     doc.heading("Summary")
-    doc.table(
-        table[
-            [
-                "experiment",
-                "published_test_acc",
-                "published_baseline_acc",
-                "test_acc",
-                "baseline_acc",
-                "diff",
-                "diff_lo",
-                "diff_hi",
-                "p_t_holm",
-                "verdict",
-            ]
-        ]
-    )
+    doc.table(table[SUMMARY + ["p_t_holm", "verdict"]])
 
     for (name, cfg, pub, groups, runs), row in zip(sections, rows, strict=True):
         doc.heading(f"{name}: {pub.get('source', '')}")
@@ -302,21 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"regexp: error: {e}", file=sys.stderr)
         return 2
     with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
-        print(
-            table[
-                [
-                    "experiment",
-                    "published_test_acc",
-                    "published_baseline_acc",
-                    "test_acc",
-                    "baseline_acc",
-                    "diff",
-                    "diff_lo",
-                    "diff_hi",
-                    "verdict",
-                ]
-            ].to_string(index=False)
-        )
+        print(table[SUMMARY + ["verdict"]].to_string(index=False))
     print(
         f"\n{len(todo)} runs in {time.perf_counter() - start:.0f} s; "
         f"report in {out}/report.md, report.html and report.csv"
