@@ -103,14 +103,14 @@ def history_frame(history: dict[str, list[float]]) -> pd.DataFrame:
     return frame
 
 
-def prepare(cfg: DictConfig, data: datasets.Dataset | None = None) -> Job:
-    """Validate, load the data (unless given), and build the model under ``cfg.seed``.
+def prepare(cfg: DictConfig) -> Job:
+    """Validate, load the data, and build and compile the model under ``cfg.seed``.
 
     The initial weights depend only on the structure and the seed, so every engine
     starts the same job from the same weights.
     """
     plans = validate(cfg)
-    data = data if data is not None else datasets.load(cfg.dataset)
+    data = datasets.load(cfg.dataset)
     keras = _import_keras(int(cfg.trainer.threads))
     from regexp.model import build_model, compile_model
 
@@ -121,8 +121,8 @@ def prepare(cfg: DictConfig, data: datasets.Dataset | None = None) -> Job:
     return Job(cfg, plans, data, model, loss_penalties, seed)
 
 
-# (run folder, status, diverged epoch) of every run this process finished: the CLI's
-# exit code and its summary of a sweep come from here.
+# (run folder, status, diverged epoch) of every run this process finished: a single
+# run's exit code comes from here (a sweep's from its folders).
 OUTCOMES: list[tuple[Path, str, int | None]] = []
 
 
