@@ -30,7 +30,8 @@ ACTIVATIONS = (
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 POSITIONS = ("post", "pre")
 MODES = ("layers", "loss")
-SLOTS = ("kernel", "bias", "activity", "position")
+PENALTY_SLOTS = ("kernel", "bias", "activity")  # where a layer carries a regularizer
+SLOTS = (*PENALTY_SLOTS, "position")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 History = dict[str, list[float]]
 SERIES = ("loss", "data_loss", "accuracy")
 SHOWN = ("loss", "val_loss", "val_accuracy")  # what progress shows
+COLUMNS = tuple(f"{p}{s}" for p in ("", "val_") for s in SERIES)  # every engine's history
 
 
 @dataclass
@@ -72,10 +73,10 @@ def batch_orders(n: int, epochs: int, seed: int, shuffle: bool) -> np.ndarray:
 def outcome(history: History, epochs: int) -> tuple[str, int | None]:
     """``("completed", None)``, ``("diverged", epoch)`` with the first epoch whose loss
     is not finite (1-based), or ``("interrupted", None)`` for a short, finite history."""
-    losses = np.asarray(history.get("loss", []), dtype=float)
-    bad = np.flatnonzero(~np.isfinite(losses))
-    if len(bad):
-        return "diverged", int(bad[0]) + 1
+    losses = history.get("loss", [])
+    bad = first_non_finite(losses)
+    if bad is not None:
+        return "diverged", bad + 1
     return ("completed" if len(losses) == epochs else "interrupted"), None
 
 
@@ -84,8 +85,29 @@ def truncate(history: History, epochs: int) -> History:
 
 
 def first_non_finite(values) -> int | None:
+    """The index of the first NaN or infinite value, or None."""
     bad = np.flatnonzero(~np.isfinite(np.asarray(values, dtype=float)))
     return int(bad[0]) if len(bad) else None
+
+
+def train_in_chunks(run, epochs: int, after_chunk) -> int:
+    """Train in about ten graph calls: ``run(start, stop)`` trains epochs [start, stop);
+    ``after_chunk(start, stop)`` returns how many epochs stand when training must stop
+    (divergence), else None. Ctrl-C or SIGTERM ends it too. Returns the epochs that stand.
+    """
+    done = 0
+    chunk = max(1, math.ceil(epochs / 10))
+    try:
+        for start in range(0, epochs, chunk):
+            stop = min(epochs, start + chunk)
+            run(start, stop)
+            done = stop
+            stand = after_chunk(start, stop)
+            if stand is not None:
+                return stand
+    except KeyboardInterrupt:
+        pass  # the epochs of finished chunks stand; the caller marks the run interrupted
+    return done
 
 
 class KerasEngine:
@@ -101,7 +123,7 @@ class KerasEngine:
         epochs = int(trainer.epochs)
         diag, current = for_model(job)
         current = tf.function(current)
-        names = [f"{p}{s}" for p in ("", "val_") for s in SERIES] + diag.names
+        names = [*COLUMNS, *diag.names]
         recorded: History = {name: [] for name in names}
         progress = Epochs(trainer, epochs)
 
@@ -154,7 +176,7 @@ class CompiledEngine:
 
         model._symbolic_build(data_batch=(x[:bs], y[:bs]))  # what fit does before tracing
         diag, current = for_model(job)
-        names = [f"{p}{s}" for p in ("", "val_") for s in SERIES] + diag.names
+        names = [*COLUMNS, *diag.names]
         buffers = {k: tf.Variable(tf.zeros([epochs]), trainable=False) for k in names}
 
         def metrics_into(prefix: str, epoch) -> None:
@@ -180,22 +202,19 @@ class CompiledEngine:
                     model.test_step((xv[b * bs : (b + 1) * bs], yv[b * bs : (b + 1) * bs]))
                 metrics_into("val_", epoch)
 
-        done = 0
-        chunk = max(1, math.ceil(epochs / 10))
         progress = Epochs(trainer, epochs)
-        try:
-            for start in range(0, epochs, chunk):
-                stop = min(epochs, start + chunk)
-                run(tf.constant(start), tf.constant(stop))
-                done = stop
-                bad = first_non_finite(buffers["loss"][start:stop].numpy())
-                if bad is not None:
-                    done = start + bad + 1
-                    break
-                last = {k: float(buffers[k][stop - 1]) for k in SHOWN}
-                progress.update(stop, last["loss"], last["val_loss"], last["val_accuracy"])
-        except KeyboardInterrupt:
-            pass  # epochs of finished chunks stand; the caller marks the run interrupted
+
+        def after_chunk(start: int, stop: int) -> int | None:
+            bad = first_non_finite(buffers["loss"][start:stop].numpy())
+            if bad is not None:
+                return start + bad + 1
+            last = {k: float(buffers[k][stop - 1]) for k in SHOWN}
+            progress.update(stop, last["loss"], last["val_loss"], last["val_accuracy"])
+            return None
+
+        done = train_in_chunks(
+            lambda a, b: run(tf.constant(a), tf.constant(b)), epochs, after_chunk
+        )
         progress.close()
         return {k: [float(v) for v in buffers[k].numpy()[:done]] for k in names}
 

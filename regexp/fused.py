@@ -22,7 +22,6 @@ regularizer is applied to each member's slice in turn, which is exact but slower
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,12 +29,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from regexp.config import LayerPlan
 from regexp.diagnostics import Diagnostics
-from regexp.engines import SERIES, SHOWN, History, Job, batch_orders, first_non_finite
+from regexp.engines import (
+    COLUMNS,
+    SERIES,
+    SHOWN,
+    History,
+    Job,
+    batch_orders,
+    first_non_finite,
+    train_in_chunks,
+)
 from regexp.progress import Epochs
-from regexp.regularizers import stacked_penalty
 
 # What members of one group may differ in: everything else must match.
-SLOTS = ("kernel", "bias", "activity")
 FREE_KEYS = (
     "seed", "experiment_name", "published", "optimizer.lr", "reg", "trainer.engine",
     "dataset.split_seed",
@@ -108,11 +114,10 @@ class _Optimizer:
 
 def fit_members(jobs: Sequence[Job]) -> list[History]:
     """Train jobs of one group together; leave each job's final weights in its model."""
-    import keras
     import tensorflow as tf
 
     first = jobs[0]
-    data, plans, trainer = first.data, first.plans, first.cfg.trainer
+    data, trainer = first.data, first.cfg.trainer
     epochs, bs = int(trainer.epochs), int(trainer.batch_size)
     n, nv = len(data.x_train), len(data.x_val)
 
@@ -125,47 +130,15 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
 
     initial = [j.model.get_weights() for j in jobs]  # kernel, bias per Dense, in order
     variables = [tf.Variable(np.stack(ws)) for ws in zip(*initial, strict=True)]
-    layers = []
-    for i, plan in enumerate(plans):
-        specs = {slot: [getattr(j.plans[i], slot) for j in jobs] for slot in SLOTS}
-        layers.append(
-            (
-                plan,
-                variables[2 * i],
-                variables[2 * i + 1],
-                {slot: stacked_penalty(s) for slot, s in specs.items()},
-                keras.activations.get(plan.activation) if plan.units is not None else None,
-            )
-        )
+    kernels, biases = variables[0::2], variables[1::2]
     lr = tf.constant([float(j.cfg.optimizer.lr) for j in jobs], tf.float32)
     optimizer = _Optimizer(first.cfg.optimizer, lr, variables)
     binary = data.binary
-
-    def weight_penalty():
-        total = 0.0
-        for _, kernel, bias, pens, _ in layers:
-            for slot, w in (("kernel", kernel), ("bias", bias)):
-                if pens[slot] is not None:
-                    total = total + pens[slot](w)
-        return total
-
-    def forward(xb):
-        """Logits [K, B, C] and the activity penalty per member [K], Keras-reduced."""
-        h, activity = xb, 0.0
-        size = tf.cast(tf.shape(xb)[1], tf.float32)
-        for plan, kernel, bias, pens, act in layers:
-            z = tf.matmul(h, kernel) + bias[:, None, :]
-            if act is None:
-                return z, activity
-            h = act(z)
-            if pens["activity"] is not None:
-                penalised = z if plan.position == "pre" else h
-                activity = activity + pens["activity"](penalised) / size
-        raise AssertionError("the plan has no output layer")
+    diag = Diagnostics([j.plans for j in jobs], xv)  # also the stacked network trained here
 
     def batch_numbers(xb, yb):
         """Per member: batch total loss, and sums over the batch of data loss and hits."""
-        logits, activity = forward(xb)
+        logits, activity = diag.forward(xb, kernels, biases)
         if binary:
             per_sample = tf.reduce_mean(
                 tf.nn.sigmoid_cross_entropy_with_logits(labels=yb, logits=logits), axis=-1
@@ -174,12 +147,11 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
         else:
             per_sample = tf.nn.softmax_cross_entropy_with_logits(labels=yb, logits=logits)
             hits = tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(yb, -1)), tf.float32)
-        total = tf.reduce_mean(per_sample, axis=1) + weight_penalty() + activity
+        total = tf.reduce_mean(per_sample, axis=1) + diag.weight_penalty(kernels, biases) + activity
         return total, tf.reduce_sum(per_sample, axis=1), tf.reduce_sum(hits, axis=1)
 
     k = len(jobs)
-    diag = Diagnostics([j.plans for j in jobs], xv)
-    names = [f"{p}{s}" for p in ("", "val_") for s in SERIES] + diag.names
+    names = [*COLUMNS, *diag.names]
     buffers = {name: tf.Variable(tf.zeros([epochs, k]), trainable=False) for name in names}
 
     def epoch_body(epoch):
@@ -208,7 +180,7 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
             _, *sums = tf.while_loop(lambda b, *_, s=steps: b < s, body, (tf.constant(0), *zeros))
             for series, value in zip(SERIES, sums, strict=True):
                 buffers[prefix + series][epoch].assign(value / count)
-        for name, value in diag(variables[0::2], variables[1::2]).items():
+        for name, value in diag(kernels, biases).items():
             buffers[name][epoch].assign(value)
         return (epoch + 1,)
 
@@ -217,22 +189,18 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
         tf.while_loop(lambda e: e < stop, epoch_body, (start,))
         return tf.constant(0)
 
-    done = 0
-    chunk = max(1, math.ceil(epochs / 10))
     progress = Epochs(trainer, epochs, members=k)
-    try:
-        for start in range(0, epochs, chunk):
-            stop = min(epochs, start + chunk)
-            run(tf.constant(start), tf.constant(stop))
-            done = stop
-            last = {s: buffers[s][stop - 1].numpy() for s in SHOWN}
-            finite = np.isfinite(last["loss"])
-            if not finite.any():
-                break  # every member has diverged
-            means = {s: float(v[finite].mean()) for s, v in last.items()}
-            progress.update(stop, means["loss"], means["val_loss"], means["val_accuracy"])
-    except KeyboardInterrupt:
-        pass  # epochs of finished chunks stand; the caller marks the runs interrupted
+
+    def after_chunk(start: int, stop: int) -> int | None:
+        last = {s: buffers[s][stop - 1].numpy() for s in SHOWN}
+        finite = np.isfinite(last["loss"])
+        if not finite.any():
+            return stop  # every member has diverged
+        means = {s: float(v[finite].mean()) for s, v in last.items()}
+        progress.update(stop, means["loss"], means["val_loss"], means["val_accuracy"])
+        return None
+
+    done = train_in_chunks(lambda a, b: run(tf.constant(a), tf.constant(b)), epochs, after_chunk)
     progress.close()
 
     final = [v.numpy() for v in variables]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from regexp.config import LayerPlan
+from regexp.config import PENALTY_SLOTS, LayerPlan
 from regexp.regularizers import to_keras
 
 Penalties = list[tuple[keras.Variable, keras.regularizers.Regularizer]]
@@ -57,7 +57,7 @@ def build_model(
         units = (1 if n_classes == 2 else n_classes) if is_output else plan.units
         activation = ("sigmoid" if n_classes == 2 else "softmax") if is_output else plan.activation
         pre = plan.activity is not None and plan.position == "pre"
-        regs = {slot: _checked(plan, slot, units, h.shape[-1]) for slot in SLOTS}
+        regs = {slot: _checked(plan, slot, units, h.shape[-1]) for slot in PENALTY_SLOTS}
         layer = keras.layers.Dense(
             units,
             activation=None if pre else activation,
@@ -77,9 +77,6 @@ def build_model(
                 if spec is not None:
                     loss_penalties.append((variable, to_keras(spec)))
     return model, loss_penalties
-
-
-SLOTS = ("kernel", "bias", "activity")
 
 
 def _checked(plan: LayerPlan, slot: str, units: int, fan_in: int):

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from regexp import stats
+from regexp.config import PENALTY_SLOTS
 from regexp.errors import UserError
 from regexp.rundir import METRICS
 
@@ -48,7 +49,6 @@ IGNORED = (
 )
 METRICS_SHOWN = ("test_accuracy", "test_data_loss", "best_val_data_loss", "gap")
 COMPARED = ("test_accuracy", "test_data_loss")
-SLOTS = ("kernel", "bias", "activity")
 
 
 @dataclass
@@ -150,7 +150,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
     )
     for g in result:
         penalised = any(
-            p[slot] for p in json.loads(g.runs[0].recipe)["plans"] for slot in SLOTS
+            p[slot] for p in json.loads(g.runs[0].recipe)["plans"] for slot in PENALTY_SLOTS
         )  # a recipe without penalties ignores reg.lam and the other knobs
         parts = [str(g.config.get("reg.name", "?"))]
         parts += [
