@@ -10,7 +10,7 @@ SEEDS ?= 10
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,cluster,tensorboard,mlflow]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[dev,cluster,ray,tensorboard,mlflow]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -179,6 +179,8 @@ def run(args: list[str]) -> int:
             file=sys.stderr,
         )
         return 130
+    except SystemExit as e:  # an error found inside Hydra's job or launcher, already printed
+        return e.code if isinstance(e.code, int) else int(e.code is not None)
     finally:
         sys.argv = saved
         signal.signal(signal.SIGTERM, saved_term)

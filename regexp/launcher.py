@@ -9,21 +9,36 @@ trains each group with ``fused.fit_members``, and then hands every job to Hydra'
 alone. Jobs with ``trainer.engine=keras`` are not fused: they run one by one with
 ``model.fit``.
 
+Where the groups train is the one thing the fused launchers differ in (``dispatch``):
+
+- ``fused``: one group after another, in this process;
+- ``fused_submitit_local`` / ``fused_submitit_slurm``: one submitit job per group, with
+  hydra-submitit-launcher's settings (partition, timeout_min, cpus_per_task, ...);
+- ``fused_ray``: one Ray task per group, with hydra-ray-launcher's ``ray.init`` and
+  ``ray.remote`` settings.
+
+A worker gets the group's composed configs and Hydra's state, trains them with
+``train_group`` exactly as the in-process launcher does, and writes the folders on the
+shared file system. The launching process only composes, validates, groups and waits.
+
 Hydra only accepts launchers defined in its ``hydra_plugins`` namespace package, so
-``hydra_plugins/regexp_launcher/fused_launcher.py`` defines ``FusedLauncher`` as a
-subclass of ``FusedLauncherBase`` and registers ``hydra/launcher=fused``.
+``hydra_plugins/regexp_launcher/fused_launcher.py`` defines the launcher classes as thin
+subclasses of the ones here and registers their configs.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from hydra.core.singleton import Singleton
 from hydra.core.utils import (
     JobReturn,
     JobStatus,
@@ -63,7 +78,6 @@ class FusedLauncherBase(Launcher):
     ) -> Sequence[JobReturn]:
         from regexp.config import validate
         from regexp.errors import UserError
-        from regexp.progress import LINE
         from regexp.rundir import completed_with, is_complete
 
         setup_globals()
@@ -103,12 +117,35 @@ class FusedLauncherBase(Launcher):
                 raise SystemExit(2)
             else:
                 pending.append(job)
-        for group in self._groups(pending):
-            LINE.sweep = f"jobs {len(returns)}/{len(jobs)} done, {len(group)} running | "
-            returns.update(self._run_group(group))
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        LINE.sweep = ""
+        for job in pending:  # a job that never gets to run shows as unfinished, not absent
+            _job_folder(job.sweep_config).mkdir(parents=True, exist_ok=True)
+        returns.update(self.dispatch(self._groups(pending), done=len(returns), total=len(jobs)))
         return [returns[job.num] for job in jobs]
+
+    def dispatch(self, groups: list[list[_Job]], done: int, total: int) -> dict[int, JobReturn]:
+        """Train the groups and write their folders: here, one group after another."""
+        from regexp.errors import UserError
+        from regexp.progress import LINE
+
+        assert self.config is not None
+        returns: dict[int, JobReturn] = {}
+        failures = []
+        try:
+            for group in groups:
+                LINE.sweep = f"jobs {done + len(returns)}/{total} done, {len(group)} running | "
+                try:
+                    trained, interrupted = train_group(self.hydra_context, group)
+                except UserError as e:  # bad input only building could find; others go on
+                    failures.append((_numbers(group), str(e), ""))
+                    continue
+                returns.update(trained)
+                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+                if interrupted:  # the group's folders say so; later groups never start
+                    raise KeyboardInterrupt
+        finally:
+            LINE.sweep = ""
+        _fail_if_any(failures)
+        return returns
 
     def _groups(self, jobs: list[_Job]) -> list[list[_Job]]:
         """Fusable jobs together, in order of first appearance, at most max_members each."""
@@ -122,43 +159,216 @@ class FusedLauncherBase(Launcher):
         size = self.max_members
         return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
-    def _run_group(self, group: list[_Job]) -> dict[int, JobReturn]:
-        from regexp.engines import ENGINES, outcome
-        from regexp.fused import fit_members
-        from regexp.run import finish, prepare
 
-        prepared = [prepare(job.task) for job in group]
-        start = time.perf_counter()
-        if group[0].task.trainer.engine == "keras":
-            histories, engine = [ENGINES["keras"]().fit(prepared[0])], "keras"
-        else:
-            histories, engine = fit_members(prepared), f"fused (group of {len(prepared)})"
-        seconds = (time.perf_counter() - start) / len(prepared)
-        epochs = int(group[0].task.trainer.epochs)
-        interrupted = any(outcome(h, epochs)[0] == "interrupted" for h in histories)
+def train_group(hydra_context: HydraContext, group: list[_Job]) -> tuple[dict, bool]:
+    """Train one group and write each job's folder through Hydra's ``run_job``.
 
-        returns = {}
-        for job, ready, history in zip(group, prepared, histories, strict=True):
+    Returns each job's ``JobReturn`` by number, and whether training was interrupted.
+    Runs in the launching process (``fused``) or in a worker (submitit, Ray).
+    """
+    from regexp.engines import ENGINES, outcome
+    from regexp.fused import fit_members
+    from regexp.run import finish, prepare
 
-            def write(cfg: DictConfig, ready=ready, history=history) -> dict:
-                from hydra.core.hydra_config import HydraConfig
+    prepared = [prepare(job.task) for job in group]
+    start = time.perf_counter()
+    if group[0].task.trainer.engine == "keras":
+        histories, engine = [ENGINES["keras"]().fit(prepared[0])], "keras"
+    else:
+        histories, engine = fit_members(prepared), f"fused (group of {len(prepared)})"
+    seconds = (time.perf_counter() - start) / len(prepared)
+    epochs = int(group[0].task.trainer.epochs)
+    interrupted = any(outcome(h, epochs)[0] == "interrupted" for h in histories)
 
-                hc = HydraConfig.get()
-                overrides = list(hc.overrides.task)
-                return finish(
-                    ready, history, seconds, Path(hc.runtime.output_dir), overrides, engine
-                )
+    returns = {}
+    for job, ready, history in zip(group, prepared, histories, strict=True):
 
-            returns[job.num] = run_job(
-                hydra_context=self.hydra_context,
-                task_function=write,
-                config=job.sweep_config,
-                job_dir_key="hydra.sweep.dir",
-                job_subdir_key="hydra.sweep.subdir",
-            )
-        if interrupted:  # the group's folders say so; later groups never started
-            raise KeyboardInterrupt
+        def write(cfg: DictConfig, ready=ready, history=history) -> dict:
+            from hydra.core.hydra_config import HydraConfig
+
+            hc = HydraConfig.get()
+            overrides = list(hc.overrides.task)
+            return finish(ready, history, seconds, Path(hc.runtime.output_dir), overrides, engine)
+
+        returns[job.num] = run_job(
+            hydra_context=hydra_context,
+            task_function=write,
+            config=job.sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+    return returns, interrupted
+
+
+@dataclass
+class GroupResult:
+    """What a worker sends back: the jobs' returns, or the one-line error that stopped it."""
+
+    returns: dict[int, JobReturn]
+    error: str | None = None
+
+
+def train_group_in_worker(
+    hydra_context: HydraContext, group: list[_Job], singleton_state: dict, cwd: str
+) -> GroupResult:
+    """``train_group`` in a fresh process: restore Hydra's state and the launch folder."""
+    from regexp.errors import UserError
+
+    Singleton.set_state(singleton_state)
+    setup_globals()
+    os.chdir(cwd)  # relative sweep folders resolve as they did where the sweep was launched
+    try:
+        returns, _ = train_group(hydra_context, group)
+    except UserError as e:  # bad input only training could find (e.g. a non-scalar penalty)
+        return GroupResult({}, str(e))
+    return GroupResult(returns)
+
+
+class WorkerDispatch(FusedLauncherBase):
+    """A fused launcher whose groups train in workers; subclasses say how to submit."""
+
+    def submit(self, args: list[tuple]) -> list[Any]:
+        """Start ``train_group_in_worker(*a)`` for each ``a``; return handles for ``wait``."""
+        raise NotImplementedError
+
+    def wait(self, handles: list[Any]):
+        """Yield (index, GroupResult or the exception that ended the worker) as each ends."""
+        raise NotImplementedError
+
+    def where(self, handle: Any) -> str:
+        """Where a worker's own log is, for error messages."""
+        return ""
+
+    def dispatch(self, groups: list[list[_Job]], done: int, total: int) -> dict[int, JobReturn]:
+        assert self.config is not None
+        state, cwd = Singleton.get_state(), os.getcwd()
+        handles = self.submit([(self.hydra_context, g, state, cwd) for g in groups])
+        log.info("Submitted %d fused groups of %s jobs", len(groups), [len(g) for g in groups])
+        returns: dict[int, JobReturn] = {}
+        failures = []
+        for index, result in self.wait(handles):
+            nums = _numbers(groups[index])
+            if not isinstance(result, GroupResult):  # the worker crashed
+                hint = f" (worker log: {self.where(handles[index])})"
+                failures.append((nums, _last_line(result), hint))
+            elif result.error is not None:
+                failures.append((nums, result.error, ""))
+            else:
+                returns.update(result.returns)
+                log.info("\tjobs %s done (%d/%d)", nums, done + len(returns), total)
+        _fail_if_any(failures)
         return returns
+
+
+def _fail_if_any(failures: list[tuple[str, str, str]]) -> None:
+    """One line per failed group: (its job numbers, the error, where its log is, if a
+    worker crashed). Exit 2 when all were bad input, else 1. Every other group ran, and
+    the folders they wrote are complete and kept."""
+    for nums, message, hint in failures:
+        print(f"regexp: error: jobs {nums}: {message}{hint}", file=sys.stderr)
+    if failures:
+        raise SystemExit(1 if any(hint for *_, hint in failures) else 2)
+
+
+def _numbers(group: list[_Job]) -> str:
+    nums = [job.num for job in group]
+    return f"#{nums[0]}" if len(nums) == 1 else f"#{nums[0]}-#{nums[-1]}"
+
+
+def _last_line(error: BaseException) -> str:
+    """The exception a worker ended with, as one line: the last ``SomeError: ...`` line of
+    the traceback that submitit or Ray wrapped in it, else its own last line."""
+    import re
+
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"[\w.]+(Error|Exception|Exit)\b", line)]
+    return (raised or lines or [type(error).__name__])[-1]
+
+
+class SubmititDispatch(WorkerDispatch):
+    """One submitit job per fused group, on Slurm (``slurm``) or as local processes.
+
+    Takes hydra-submitit-launcher's settings, so a ``submitit_slurm`` config carries over.
+    """
+
+    cluster = "abstract"
+
+    def __init__(self, max_members: int = 100, **params: Any) -> None:
+        from omegaconf import OmegaConf
+
+        super().__init__(max_members)
+        self.params = {
+            k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+            for k, v in params.items()
+        }
+
+    def submit(self, args: list[tuple]) -> list[Any]:
+        import submitit
+        from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+        from omegaconf import OmegaConf
+
+        # As hydra-submitit-launcher builds its executor: shared keys as they are, the
+        # others prefixed with the cluster's name.
+        params = dict(self.params)
+        init = {"folder": params.pop("submitit_folder")}
+        if "max_num_timeout" in params:
+            init[f"{self.cluster}_max_num_timeout"] = params.pop("max_num_timeout")
+        executor = submitit.AutoExecutor(cluster=self.cluster, **init)
+        shared = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(
+            **{k if k in shared else f"{self.cluster}_{k}": v for k, v in params.items()}
+        )
+        return executor.map_array(train_group_in_worker, *zip(*args, strict=True))
+
+    def wait(self, handles: list[Any]):
+        import submitit
+
+        index = {id(job): i for i, job in enumerate(handles)}
+        for job in submitit.helpers.as_completed(handles):
+            try:
+                yield index[id(job)], job.result()
+            except Exception as e:  # the worker crashed, was killed or timed out
+                yield index[id(job)], e
+
+    def where(self, handle: Any) -> str:
+        return str(handle.paths.stderr)
+
+
+class RayDispatch(WorkerDispatch):
+    """One Ray task per fused group, with hydra-ray-launcher's ``ray.init`` and
+    ``ray.remote`` settings (a local Ray instance unless ``ray.init.address`` is set)."""
+
+    def __init__(self, ray: DictConfig, max_members: int = 100) -> None:
+        super().__init__(max_members)
+        self.ray_cfg = ray
+
+    def submit(self, args: list[tuple]) -> list[Any]:
+        import ray
+        from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
+        from omegaconf import OmegaConf
+
+        with open_dict(self.ray_cfg):  # as hydra-ray-launcher does, for small machines
+            self.ray_cfg.init.setdefault("object_store_memory", 78643200)
+        start_ray(self.ray_cfg.init)
+        options = OmegaConf.to_container(self.ray_cfg.remote, resolve=True) or {}
+        remote = ray.remote(**options) if options else ray.remote  # ray.remote() needs options
+        task = remote(train_group_in_worker)
+        return [task.remote(*a) for a in args]
+
+    def wait(self, handles: list[Any]):
+        import ray
+
+        index = {ref: i for i, ref in enumerate(handles)}
+        left = list(handles)
+        while left:
+            (ref,), left = ray.wait(left, num_returns=1)
+            try:
+                yield index[ref], ray.get(ref)
+            except Exception as e:  # the task raised, or its worker died
+                yield index[ref], e
+
+    def where(self, handle: Any) -> str:
+        return "the Ray session's logs (/tmp/ray/session_latest/logs)"
 
 
 @dataclass

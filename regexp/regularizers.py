@@ -134,6 +134,28 @@ def check_strength(key: str, value: Any) -> None:
         raise ConfigError(key, value, "a number >= 0")
 
 
+def module_exists(dotted: str) -> bool:
+    """Whether ``dotted`` names an importable module. Looks for its file package by
+    package without running the packages (so ``keras.regularizers`` does not load
+    TensorFlow); only a module no file holds (a lazy alias) is really imported."""
+    import importlib.machinery
+
+    top, *rest = dotted.split(".")
+    try:
+        spec = importlib.util.find_spec(top)
+        for part in rest:
+            if spec is None or not spec.submodule_search_locations:
+                break
+            locations = list(spec.submodule_search_locations)
+            spec = importlib.machinery.PathFinder.find_spec(part, locations)
+        else:
+            if spec is not None:
+                return True
+        return importlib.util.find_spec(dotted) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def validate_spec(key: str, spec: Any) -> None:
     """Check one regularizer spec without importing TensorFlow.
 
@@ -146,10 +168,7 @@ def validate_spec(key: str, spec: Any) -> None:
     if "_target_" in spec:
         target = spec["_target_"]
         module, _, attr = str(target).rpartition(".")
-        try:
-            found = bool(module) and importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
+        found = bool(module) and module_exists(module)
         if not found or not attr:
             raise ConfigError(f"{key}._target_", target, "an importable 'module.Class' path")
         for name in ("lam", "l1", "l2"):

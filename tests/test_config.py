@@ -135,6 +135,14 @@ def test_a_bad_value_on_the_command_line_is_one_line_exit_2_without_tensorflow(t
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_checking_a_keras_target_does_not_load_tensorflow():
+    target = "+reg.hidden.kernel._target_=keras.regularizers.L1"
+    out = _cli("check", "reg=l1_kernel", "reg.hidden.kernel=null", target)
+    assert out.returncode == 0 and "TF_NOT_IMPORTED" in out.stdout, out.stderr
+    out = _cli("check", "reg=l1_kernel", "reg.hidden.kernel=null", target.replace("L1", "X.L1"))
+    assert out.returncode == 2 and "expected an importable 'module.Class' path" in out.stderr
+
+
 def test_the_readme_recipe_example_is_valid():
     import re
 

@@ -21,11 +21,33 @@ def fused(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _stop_ray():
+    """The Ray tests start one local Ray instance; stop it with this module."""
+    yield
+    if "ray" in sys.modules:
+        import ray
+
+        ray.shutdown()
+
+
+# A local Ray instance without its dashboard, on this machine's cores.
+RAY = ["+hydra.launcher.ray.init.include_dashboard=false", "+hydra.launcher.ray.init.num_cpus=2"]
+
+
 @pytest.mark.parametrize(
-    "launcher",
-    [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
+    "launcher, engine",
+    [
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "compiled"),
+        (["hydra/launcher=submitit_local"], "compiled"),
+        (["hydra/launcher=ray", *RAY], "compiled"),
+        # fused groups shipped to workers as single jobs
+        (["hydra/launcher=fused_submitit_local"], "fused (group of 4)"),
+        (["hydra/launcher=fused_ray", "hydra.launcher.max_members=2", *RAY], "fused (group of 2)"),
+    ],
+    ids=["joblib", "submitit_local", "ray", "fused_submitit_local", "fused_ray"],
 )
-def test_other_launchers_write_the_same_run_folders(launcher, fused, tmp_path):
+def test_other_launchers_write_the_same_run_folders(launcher, engine, fused, tmp_path):
     assert main(["run", "-m", *SWEEP, *launcher, f"hydra.sweep.dir={tmp_path}"]) == 0
     theirs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name[0].isdigit())
     ours = sorted(p for p in fused.iterdir() if p.is_dir() and p.name[0].isdigit())
@@ -36,7 +58,23 @@ def test_other_launchers_write_the_same_run_folders(launcher, fused, tmp_path):
         assert OmegaConf.load(a / "config.yaml") == OmegaConf.load(b / "config.yaml")
         ha, hb = pd.read_csv(a / "history.csv"), pd.read_csv(b / "history.csv")
         assert ((ha[SERIES] - hb[SERIES]).abs() <= 1e-4 * hb[SERIES].abs()).all().all()
-        assert json.loads((a / "metrics.json").read_text())["status"] == "completed"
+        record = json.loads((a / "metrics.json").read_text())
+        assert (record["status"], record["engine"]) == ("completed", engine)
+
+
+def test_a_failed_worker_names_its_jobs_and_keeps_the_others(tmp_path, capsys):
+    regs = "tests.user_regularizers.PerUnit,tests.user_regularizers.Eager,keras.regularizers.L1"
+    rc = main(["run", "-m", "reg=l1_kernel", "reg.hidden.kernel=null",
+               f"+reg.hidden.kernel._target_={regs}", "trainer.epochs=2",
+               "hydra/launcher=fused_submitit_local", f"hydra.sweep.dir={tmp_path}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1  # one bad input, one crash: the crash decides
+    assert "regexp: error: jobs #0: layer h1 kernel regularizer " in err and "must return a scalar" in err
+    assert "regexp: error: jobs #1: AttributeError: 'SymbolicTensor' object has no " in err
+    assert f"(worker log: {tmp_path}/.submitit/" in err
+    folders = sorted(p for p in tmp_path.iterdir() if p.name[0].isdigit())
+    assert [(p / "metrics.json").is_file() for p in folders] == [False, False, True]
+    assert json.loads((folders[2] / "metrics.json").read_text())["status"] == "completed"
 
 
 def test_a_joblib_sweep_reports_its_failures(tmp_path, capsys):

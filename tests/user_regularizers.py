@@ -11,3 +11,13 @@ class PerUnit(keras.regularizers.Regularizer):
 
     def __call__(self, x):
         return self.lam * keras.ops.sum(keras.ops.abs(x), axis=0)
+
+
+class Eager(keras.regularizers.Regularizer):
+    """A bug: works on a concrete tensor, but training traces it into a graph."""
+
+    def __init__(self, lam: float = 0.01):
+        self.lam = lam
+
+    def __call__(self, x):
+        return self.lam * float(abs(x.numpy()).sum())
