@@ -22,7 +22,6 @@ layer's output, averaged over the batch.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -139,6 +138,7 @@ def module_exists(dotted: str) -> bool:
     package without running the packages (so ``keras.regularizers`` does not load
     TensorFlow); only a module no file holds (a lazy alias) is really imported."""
     import importlib.machinery
+    import importlib.util
 
     top, *rest = dotted.split(".")
     try:
