@@ -21,7 +21,7 @@ Importing this module does not import TensorFlow.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -51,6 +51,13 @@ class Job:
     model: Any
     loss_penalties: list
     seed: int
+    # (epoch, weights as model.get_weights() orders them): the initial weights and those
+    # after every chunk of epochs, kept only for TensorBoard's histograms
+    snapshots: list[tuple[int, list[np.ndarray]]] = field(default_factory=list)
+
+    def snapshot(self, epoch: int, weights: list[np.ndarray]) -> None:
+        if self.cfg.trainer.get("tensorboard"):
+            self.snapshots.append((epoch, weights))
 
 
 class Engine(Protocol):
@@ -90,16 +97,22 @@ def first_non_finite(values) -> int | None:
     return int(bad[0]) if len(bad) else None
 
 
+def chunk_stops(epochs: int) -> list[int]:
+    """The epochs after which training comes back to Python: about ten, the last one
+    included. Progress is shown and weights are snapshot there."""
+    chunk = max(1, math.ceil(epochs / 10))
+    return [min(epochs, start + chunk) for start in range(0, epochs, chunk)]
+
+
 def train_in_chunks(run, epochs: int, after_chunk) -> int:
     """Train in about ten graph calls: ``run(start, stop)`` trains epochs [start, stop);
     ``after_chunk(start, stop)`` returns how many epochs stand when training must stop
     (divergence), else None. Ctrl-C or SIGTERM ends it too. Returns the epochs that stand.
     """
     done = 0
-    chunk = max(1, math.ceil(epochs / 10))
     try:
-        for start in range(0, epochs, chunk):
-            stop = min(epochs, start + chunk)
+        for stop in chunk_stops(epochs):
+            start = done
             run(start, stop)
             done = stop
             stand = after_chunk(start, stop)
@@ -126,6 +139,8 @@ class KerasEngine:
         names = [*COLUMNS, *diag.names]
         recorded: History = {name: [] for name in names}
         progress = Epochs(trainer, epochs)
+        stops = set(chunk_stops(epochs))
+        job.snapshot(0, model.get_weights())
 
         def report(epoch: int, logs: dict) -> None:
             for name, value in {**logs, **current()}.items():
@@ -133,6 +148,8 @@ class KerasEngine:
                     recorded[name].append(float(value))
             if not np.isfinite(logs["loss"]):
                 model.stop_training = True
+            elif epoch + 1 in stops:
+                job.snapshot(epoch + 1, model.get_weights())
             progress.update(epoch + 1, logs["loss"], logs["val_loss"], logs["val_accuracy"])
 
         try:
@@ -203,11 +220,13 @@ class CompiledEngine:
                 metrics_into("val_", epoch)
 
         progress = Epochs(trainer, epochs)
+        job.snapshot(0, model.get_weights())
 
         def after_chunk(start: int, stop: int) -> int | None:
             bad = first_non_finite(buffers["loss"][start:stop].numpy())
             if bad is not None:
                 return start + bad + 1
+            job.snapshot(stop, model.get_weights())
             last = {k: float(buffers[k][stop - 1]) for k in SHOWN}
             progress.update(stop, last["loss"], last["val_loss"], last["val_accuracy"])
             return None

@@ -129,6 +129,8 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
     order = tf.constant(orders.transpose(1, 0, 2), tf.int32)  # [epochs, K, n]
 
     initial = [j.model.get_weights() for j in jobs]  # kernel, bias per Dense, in order
+    for job, weights in zip(jobs, initial, strict=True):
+        job.snapshot(0, weights)
     variables = [tf.Variable(np.stack(ws)) for ws in zip(*initial, strict=True)]
     kernels, biases = variables[0::2], variables[1::2]
     lr = tf.constant([float(j.cfg.optimizer.lr) for j in jobs], tf.float32)
@@ -198,6 +200,10 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
             return stop  # every member has diverged
         means = {s: float(v[finite].mean()) for s, v in last.items()}
         progress.update(stop, means["loss"], means["val_loss"], means["val_accuracy"])
+        if first.cfg.trainer.get("tensorboard"):
+            weights = [v.numpy() for v in variables]
+            for m in np.flatnonzero(finite):
+                jobs[m].snapshot(stop, [w[m] for w in weights])
         return None
 
     done = train_in_chunks(lambda a, b: run(tf.constant(a), tf.constant(b)), epochs, after_chunk)

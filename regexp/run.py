@@ -209,7 +209,7 @@ def finish(
     if cfg.trainer.get("tensorboard"):
         from regexp.tracking import write_tensorboard
 
-        write_tensorboard(run_dir, frame, model, post)
+        write_tensorboard(run_dir, frame, job)
     if acts:
         plots.activations(acts, run_dir / "activations.png", f"{title}: activations on test")
     if data.n_features == 2:

@@ -12,25 +12,33 @@ import numpy as np
 import pandas as pd
 
 
-def write_tensorboard(run_dir: Path, history: pd.DataFrame, model, activations: dict) -> Path:
-    """``<run>/tensorboard/``: every history column as a scalar per epoch (step = epoch),
-    and at the last epoch, histograms of each layer's kernel and bias and of each hidden
-    layer's activations on the test split."""
+def write_tensorboard(run_dir: Path, history: pd.DataFrame, job) -> Path:
+    """``<run>/tensorboard/``: every history column as a scalar per epoch (step = epoch);
+    and at epoch 0 and after every chunk of epochs (about ten, the last included),
+    histograms of each layer's kernel and bias and of each hidden layer's activations on
+    the test split, from the weights the engine snapshot there (``Job.snapshots``)."""
     import tensorflow as tf
 
+    from regexp.diagnostics import StackedNetwork
+
     folder = run_dir / "tensorboard"
+    names = [weight.path for weight in job.model.weights]  # the order of get_weights()
+    network = StackedNetwork([job.plans])
+    x_test = tf.constant(job.data.x_test[None])
     writer = tf.summary.create_file_writer(str(folder))
     with writer.as_default():
         for row in history.itertuples(index=False):
             for name, value in row._asdict().items():
                 if name != "epoch" and np.isfinite(value):
                     tf.summary.scalar(name, value, step=int(row.epoch))
-        last = int(history["epoch"].iloc[-1]) if len(history) else 0
-        for layer in model.layers:
-            for weight in layer.weights:
-                tf.summary.histogram(f"weights/{weight.path}", weight.numpy(), step=last)
-        for name, values in activations.items():
-            tf.summary.histogram(f"activations/{name}", values, step=last)
+        for epoch, weights in job.snapshots:
+            for name, values in zip(names, weights, strict=True):
+                tf.summary.histogram(f"weights/{name}", values, step=epoch)
+            kernels = [w[None] for w in weights[0::2]]
+            biases = [b[None] for b in weights[1::2]]
+            for plan, _, _, _, _, h in network.walk(x_test, kernels, biases):
+                if plan.units is not None:  # a hidden layer
+                    tf.summary.histogram(f"activations/{plan.name}", h[0], step=epoch)
     writer.close()
     return folder
 

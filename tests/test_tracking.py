@@ -9,6 +9,7 @@ from tests.conftest import make_cfg
 
 
 def _events(folder):
+    """Scalars as {tag: [(step, value)]}, histograms as {tag: {step: buckets [k, 3]}}."""
     import tensorflow as tf
 
     (path,) = folder.glob("events.out.tfevents.*")
@@ -19,26 +20,54 @@ def _events(folder):
             if tensor.ndim == 0:
                 scalars.setdefault(value.tag, []).append((event.step, float(tensor)))
             else:
-                histograms[value.tag] = (event.step, tensor)
+                histograms.setdefault(value.tag, {})[event.step] = tensor
     return scalars, histograms
 
 
+def _span(buckets):
+    """What a TensorBoard histogram says of its values: (min, max, count)."""
+    return buckets[0, 0], buckets[-1, 1], buckets[:, 2].sum()
+
+
 def test_tensorboard_events_hold_the_history_and_histograms(tmp_path):
-    cfg = make_cfg("experiment=b7_kl_sparsity", "trainer.epochs=3", "trainer.tensorboard=true")
+    from regexp.run import prepare
+
+    cfg = make_cfg("experiment=b7_kl_sparsity", "trainer.epochs=20", "trainer.tensorboard=true")
     train(cfg, tmp_path / "run")
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     scalars, histograms = _events(tmp_path / "run" / "tensorboard")
     for column in ("loss", "val_data_loss", "val_accuracy", "penalty_h5_activity", "act_zero_h2"):
         steps, values = zip(*scalars[column], strict=True)
-        assert list(steps) == [1, 2, 3]
+        assert list(steps) == list(range(1, 21))
         np.testing.assert_allclose(values, history[column], rtol=1e-6)
-    step, kernel = histograms["weights/h2/kernel"]
-    assert step == 3 and kernel[:, 2].sum() == 32 * 32  # bucket counts cover every weight
-    _, acts = histograms["activations/h5"]
-    assert acts[:, 2].sum() == 75 * 32  # the test split's activations of the last hidden layer
+    kernels = histograms["weights/h2/kernel"]
+    assert sorted(kernels) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20]  # start, every chunk
+    initial = prepare(cfg).model.get_layer("h2").kernel.numpy()  # drawn again, same seed
+    np.testing.assert_allclose(_span(kernels[0]), (initial.min(), initial.max(), 32 * 32))
+    acts = np.load(tmp_path / "run" / "activations.npz")["h5"]  # after the last epoch
+    np.testing.assert_allclose(
+        _span(histograms["activations/h5"][20]), (acts.min(), acts.max(), 75 * 32), rtol=1e-5
+    )
     assert {f"weights/{n}/{w}" for n in ("h1", "out") for w in ("kernel", "bias")} <= set(
         histograms
     )
+
+
+@pytest.mark.parametrize("engine", ["keras", "fused"])
+def test_every_engine_snapshots_the_same_weights(engine, tmp_path):
+    """The histograms of another engine match the compiled engine's at every step."""
+    runs = {}
+    for name in ("compiled", engine):
+        cfg = make_cfg("experiment=b4_l1_activity", "trainer.epochs=6", "trainer.shuffle=false",
+                       "trainer.tensorboard=true", f"trainer.engine={name}")  # fmt: skip
+        train(cfg, tmp_path / name)
+        runs[name] = _events(tmp_path / name / "tensorboard")[1]
+    ours, theirs = runs["compiled"], runs[engine]
+    assert set(ours) == set(theirs) and sorted(ours["weights/h3/kernel"]) == list(range(7))
+    for tag in ours:
+        for step in ours[tag]:
+            got, want = _span(theirs[tag][step]), _span(ours[tag][step])
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=f"{tag}@{step}")
 
 
 def test_tensorboard_off_writes_no_events(tmp_path):
