@@ -4,7 +4,9 @@ Training time is timed around ``engine.fit`` only (model building and folder wri
 excluded; each engine's own tracing included), and reported as seconds per
 member-epoch and as a speed-up over ``model.fit``. A second table times a whole
 50-job sweep (10 lambdas x 5 seeds) through the fused launcher, folders written,
-against one job run end to end with ``model.fit``. Last, the wall time of two commands
+against one job run end to end with ``model.fit``. A third compares, on a 10-job sweep,
+each worker launcher (submitit_local, and Ray when installed) with its fused variant,
+which ships whole fused groups to the workers. Last, the wall time of two commands
 that must not import TensorFlow.
 
     python -m regexp.bench [--epochs N] [--out DIR]
@@ -89,6 +91,41 @@ def time_sweep(epochs: int) -> list[dict]:
     ]  # fmt: skip
 
 
+def time_launchers(epochs: int) -> list[dict]:
+    """A 10-job sweep (2 lambdas x 5 seeds) through each worker launcher, one job per
+    worker, against the fused variant of the same launcher, one group per worker; wall
+    time of ``regexp run -m`` in a fresh process, folders written."""
+    import importlib.util
+
+    pairs = [("submitit_local", "fused_submitit_local")]
+    if importlib.util.find_spec("hydra_plugins.hydra_ray_launcher"):
+        pairs.append(("ray", "fused_ray"))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for plain, fused in pairs:
+            times = {}
+            for launcher in (plain, fused):
+                extra = (
+                    ["+hydra.launcher.ray.init.include_dashboard=false"]
+                    if "ray" in launcher
+                    else []
+                )
+                sweep = Path(tmp, launcher)
+                times[launcher] = _wall([sys.executable, "-m", "regexp", "run", "-m", EXPERIMENT,
+                                         f"trainer.epochs={epochs}", "seed=0,1,2,3,4",
+                                         f"reg.lam={LAMBDAS[0]},{LAMBDAS[-1]}",
+                                         f"hydra/launcher={launcher}", *extra,
+                                         f"hydra.sweep.dir={sweep}"])  # fmt: skip
+                done = len(list(sweep.glob("*/metrics.json")))
+                assert done == 10, f"{launcher} completed {done} of 10 jobs"
+                print(f"  {launcher}: {times[launcher]:.1f} s", flush=True)
+            for launcher in (plain, fused):
+                rows.append({"what": f"10-job sweep, hydra/launcher={launcher}", "members": 10,
+                             "seconds": times[launcher], "s_per_job": times[launcher] / 10,
+                             "speedup_vs_plain": times[plain] / times[launcher]})  # fmt: skip
+    return rows
+
+
 def time_commands() -> list[dict]:
     """Commands that must answer without TensorFlow: best of three, in fresh processes."""
     rows = []
@@ -120,9 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     engines = time_engines(args.epochs)
     print("A 50-job sweep through the fused launcher, and one model.fit job...", flush=True)
     sweep = time_sweep(args.epochs)
+    print("Worker launchers, one job per worker against one fused group per worker...")
+    launchers = time_launchers(args.epochs)
     commands = time_commands()
 
-    table = pd.DataFrame(engines + sweep + commands)
+    table = pd.DataFrame(engines + sweep + launchers + commands)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{datetime.now():%Y-%m-%d-%H-%M-%S}.csv"
     table.to_csv(path, index=False)
@@ -131,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         print(pd.DataFrame(engines).to_string(index=False))
         print()
         print(pd.DataFrame(sweep).to_string(index=False))
+        print()
+        print(pd.DataFrame(launchers).to_string(index=False))
         print()
         print(pd.DataFrame(commands).to_string(index=False))
     print(f"\nwritten to {path}")

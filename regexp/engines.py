@@ -55,9 +55,10 @@ class Job:
     # after every chunk of epochs, kept only for TensorBoard's histograms
     snapshots: list[tuple[int, list[np.ndarray]]] = field(default_factory=list)
 
-    def snapshot(self, epoch: int, weights: list[np.ndarray]) -> None:
+    def snapshot(self, epoch: int, weights) -> None:
+        """Keep ``weights()`` as the weights after ``epoch``, if TensorBoard wants them."""
         if self.cfg.trainer.get("tensorboard"):
-            self.snapshots.append((epoch, weights))
+            self.snapshots.append((epoch, weights()))
 
 
 class Engine(Protocol):
@@ -140,7 +141,7 @@ class KerasEngine:
         recorded: History = {name: [] for name in names}
         progress = Epochs(trainer, epochs)
         stops = set(chunk_stops(epochs))
-        job.snapshot(0, model.get_weights())
+        job.snapshot(0, model.get_weights)
 
         def report(epoch: int, logs: dict) -> None:
             for name, value in {**logs, **current()}.items():
@@ -149,7 +150,7 @@ class KerasEngine:
             if not np.isfinite(logs["loss"]):
                 model.stop_training = True
             elif epoch + 1 in stops:
-                job.snapshot(epoch + 1, model.get_weights())
+                job.snapshot(epoch + 1, model.get_weights)
             progress.update(epoch + 1, logs["loss"], logs["val_loss"], logs["val_accuracy"])
 
         try:
@@ -220,13 +221,13 @@ class CompiledEngine:
                 metrics_into("val_", epoch)
 
         progress = Epochs(trainer, epochs)
-        job.snapshot(0, model.get_weights())
+        job.snapshot(0, model.get_weights)
 
         def after_chunk(start: int, stop: int) -> int | None:
             bad = first_non_finite(buffers["loss"][start:stop].numpy())
             if bad is not None:
                 return start + bad + 1
-            job.snapshot(stop, model.get_weights())
+            job.snapshot(stop, model.get_weights)
             last = {k: float(buffers[k][stop - 1]) for k in SHOWN}
             progress.update(stop, last["loss"], last["val_loss"], last["val_accuracy"])
             return None

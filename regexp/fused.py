@@ -130,7 +130,7 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
 
     initial = [j.model.get_weights() for j in jobs]  # kernel, bias per Dense, in order
     for job, weights in zip(jobs, initial, strict=True):
-        job.snapshot(0, weights)
+        job.snapshot(0, lambda weights=weights: weights)
     variables = [tf.Variable(np.stack(ws)) for ws in zip(*initial, strict=True)]
     kernels, biases = variables[0::2], variables[1::2]
     lr = tf.constant([float(j.cfg.optimizer.lr) for j in jobs], tf.float32)
@@ -203,7 +203,7 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
         if first.cfg.trainer.get("tensorboard"):
             weights = [v.numpy() for v in variables]
             for m in np.flatnonzero(finite):
-                jobs[m].snapshot(stop, [w[m] for w in weights])
+                jobs[m].snapshot(stop, lambda m=m: [w[m] for w in weights])
         return None
 
     done = train_in_chunks(lambda a, b: run(tf.constant(a), tf.constant(b)), epochs, after_chunk)

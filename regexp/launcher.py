@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -217,6 +218,9 @@ def train_group_in_worker(
     Singleton.set_state(singleton_state)
     setup_globals()
     os.chdir(cwd)  # relative sweep folders resolve as they did where the sweep was launched
+    hydra = group[0].sweep_config.hydra  # progress lines in the worker's own log
+    configure_log(hydra.hydra_logging, hydra.verbose)
+    log.info("Training jobs %s in this worker", _numbers(group))
     try:
         returns, _ = train_group(hydra_context, group)
     except UserError as e:  # bad input only training could find (e.g. a non-scalar penalty)
@@ -231,8 +235,13 @@ class WorkerDispatch(FusedLauncherBase):
         """Start ``train_group_in_worker(*a)`` for each ``a``; return handles for ``wait``."""
         raise NotImplementedError
 
-    def wait(self, handles: list[Any]):
-        """Yield (index, GroupResult or the exception that ended the worker) as each ends."""
+    def wait(self, handles: list[Any], indices: list[int]):
+        """Yield (index, GroupResult or the exception that ended the worker) as each of
+        ``handles[i] for i in indices`` ends."""
+        raise NotImplementedError
+
+    def cancel(self, handles: list[Any]) -> None:
+        """Stop these workers; what they had not written is lost (never looks complete)."""
         raise NotImplementedError
 
     def where(self, handle: Any) -> str:
@@ -246,16 +255,27 @@ class WorkerDispatch(FusedLauncherBase):
         log.info("Submitted %d fused groups of %s jobs", len(groups), [len(g) for g in groups])
         returns: dict[int, JobReturn] = {}
         failures = []
-        for index, result in self.wait(handles):
-            nums = _numbers(groups[index])
-            if not isinstance(result, GroupResult):  # the worker crashed
-                hint = f" (worker log: {self.where(handles[index])})"
-                failures.append((nums, _last_line(result), hint))
-            elif result.error is not None:
-                failures.append((nums, result.error, ""))
-            else:
-                returns.update(result.returns)
-                log.info("\tjobs %s done (%d/%d)", nums, done + len(returns), total)
+        waiting = list(range(len(handles)))
+        try:
+            for index, result in self.wait(handles, waiting):
+                waiting.remove(index)
+                nums = _numbers(groups[index])
+                if not isinstance(result, GroupResult):  # the worker crashed
+                    hint = f" (worker log: {self.where(handles[index])})"
+                    failures.append((nums, _last_line(result), hint))
+                elif result.error is not None:
+                    failures.append((nums, result.error, ""))
+                else:
+                    returns.update(result.returns)
+                    log.info("\tjobs %s done (%d/%d)", nums, done + len(returns), total)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the workers still running stop too
+            self.cancel([handles[i] for i in waiting])
+            cancelled = ", ".join(_numbers(groups[i]) for i in waiting)
+            sweep = self.config.hydra.sweep.dir
+            print(f"regexp: interrupted; cancelled the workers of jobs {cancelled}, whose "
+                  f"folders are not complete; the same sweep with resume={sweep} trains "
+                  "only them", file=sys.stderr)  # fmt: skip
+            raise SystemExit(130) from None
         _fail_if_any(failures)
         return returns
 
@@ -320,15 +340,19 @@ class SubmititDispatch(WorkerDispatch):
         )
         return executor.map_array(train_group_in_worker, *zip(*args, strict=True))
 
-    def wait(self, handles: list[Any]):
+    def wait(self, handles: list[Any], indices: list[int]):
         import submitit
 
-        index = {id(job): i for i, job in enumerate(handles)}
-        for job in submitit.helpers.as_completed(handles):
+        index = {id(handles[i]): i for i in indices}
+        for job in submitit.helpers.as_completed([handles[i] for i in indices]):
             try:
                 yield index[id(job)], job.result()
             except Exception as e:  # the worker crashed, was killed or timed out
                 yield index[id(job)], e
+
+    def cancel(self, handles: list[Any]) -> None:
+        for job in handles:  # a local job: SIGINT then SIGKILL; on Slurm: scancel
+            job.cancel(check=False)
 
     def where(self, handle: Any) -> str:
         return str(handle.paths.stderr)
@@ -349,23 +373,31 @@ class RayDispatch(WorkerDispatch):
 
         with open_dict(self.ray_cfg):  # as hydra-ray-launcher does, for small machines
             self.ray_cfg.init.setdefault("object_store_memory", 78643200)
+        on_sigterm = signal.getsignal(signal.SIGTERM)
         start_ray(self.ray_cfg.init)
+        signal.signal(signal.SIGTERM, on_sigterm)  # ray.init replaces it with an exit
         options = OmegaConf.to_container(self.ray_cfg.remote, resolve=True) or {}
         remote = ray.remote(**options) if options else ray.remote  # ray.remote() needs options
         task = remote(train_group_in_worker)
         return [task.remote(*a) for a in args]
 
-    def wait(self, handles: list[Any]):
+    def wait(self, handles: list[Any], indices: list[int]):
         import ray
 
-        index = {ref: i for i, ref in enumerate(handles)}
-        left = list(handles)
+        index = {handles[i]: i for i in indices}
+        left = [handles[i] for i in indices]
         while left:
             (ref,), left = ray.wait(left, num_returns=1)
             try:
                 yield index[ref], ray.get(ref)
             except Exception as e:  # the task raised, or its worker died
                 yield index[ref], e
+
+    def cancel(self, handles: list[Any]) -> None:
+        import ray
+
+        for ref in handles:
+            ray.cancel(ref, force=True)
 
     def where(self, handle: Any) -> str:
         return "the Ray session's logs (/tmp/ray/session_latest/logs)"

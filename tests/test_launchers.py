@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -76,6 +77,47 @@ def test_a_failed_worker_names_its_jobs_and_keeps_the_others(tmp_path, capsys):
     folders = sorted(p for p in tmp_path.iterdir() if p.name[0].isdigit())
     assert [(p / "metrics.json").is_file() for p in folders] == [False, False, True]
     assert json.loads((folders[2] / "metrics.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [["hydra/launcher=fused_submitit_local"], ["hydra/launcher=fused_ray", *RAY]],
+    ids=["submitit", "ray"],
+)
+def test_interrupting_a_sweep_on_workers_cancels_them(launcher, tmp_path):
+    import signal
+    import threading
+    import time
+
+    cmd = [sys.executable, "-m", "regexp", "run", "-m", "experiment=b4_l1_activity", "seed=0,1",
+           "trainer.epochs=100000", *launcher, f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    submitted = threading.Event()
+
+    def watch():  # the launching process's log says when the group is with its worker
+        for line in proc.stdout:
+            if "Submitted 1 fused groups" in line:
+                submitted.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert submitted.wait(timeout=180)
+    time.sleep(2)  # the worker starts to import and build
+    proc.send_signal(signal.SIGTERM)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, err
+    assert f"cancelled the workers of jobs #0-#1, whose folders are not complete; the same " \
+           f"sweep with resume={tmp_path} trains only them" in err  # fmt: skip
+
+    def workers():  # processes still running from this sweep (submitit's carry its folder)
+        return [p for p in Path("/proc").glob("[0-9]*/cmdline")
+                if str(tmp_path) in p.read_bytes().decode(errors="replace")]  # fmt: skip
+
+    deadline = time.monotonic() + 30
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not workers()
+    for folder in (p for p in tmp_path.iterdir() if p.name[0].isdigit()):
+        assert not (folder / "metrics.json").exists()
 
 
 def test_a_joblib_sweep_reports_its_failures(tmp_path, capsys):
