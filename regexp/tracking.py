@@ -56,7 +56,11 @@ def log_mlflow(run_dir: Path, cfg, history: pd.DataFrame, result: dict) -> str:
     from regexp.report import flatten
 
     mlflow.set_tracking_uri(str(cfg.tracking.uri))
-    mlflow.set_experiment(str(cfg.tracking.experiment))
+    name = str(cfg.tracking.experiment)
+    if mlflow.get_experiment_by_name(name) is None:  # else MLflow's default: ./mlruns
+        where = Path(str(cfg.tracking.get("artifacts") or "outputs/mlflow-artifacts"))
+        mlflow.create_experiment(name, artifact_location=where.resolve().as_uri())
+    mlflow.set_experiment(name)
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
     with mlflow.start_run(run_name=str(result.get("name"))) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})

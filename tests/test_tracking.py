@@ -88,7 +88,8 @@ def test_mlflow_tracking_is_read_back_through_mlflow(tmp_path):
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = make_cfg("+tracking=mlflow", f"tracking.uri={uri}", "tracking.experiment=tests",
-                   "experiment=b4_l1_activity", "trainer.epochs=3")  # fmt: skip
+                   f"tracking.artifacts={tmp_path}/artifacts", "experiment=b4_l1_activity",
+                   "trainer.epochs=3")  # fmt: skip
     result = train(cfg, tmp_path / "run")
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
@@ -101,6 +102,8 @@ def test_mlflow_tracking_is_read_back_through_mlflow(tmp_path):
     assert run.data.metrics["final_test_accuracy"] == pytest.approx(result["test_accuracy"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"metrics.json", "loss.png", "config.yaml", "activations.png"} <= artifacts
+    stored = tmp_path / "artifacts" / run.info.run_id / "artifacts" / "metrics.json"
+    assert stored.read_bytes() == (tmp_path / "run" / "metrics.json").read_bytes()
 
 
 def test_tracking_backend_is_validated():
