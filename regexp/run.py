@@ -180,6 +180,10 @@ def finish(
         "config_hash": config_hash(cfg),
     }
     OUTCOMES.append((run_dir, status, bad_epoch))
+    if cfg.trainer.get("tensorboard"):  # a diverged or interrupted run's curves too
+        from regexp.tracking import write_tensorboard
+
+        write_tensorboard(run_dir, frame, job)
     if status != "completed":
         if len(frame):
             plots.curves(frame, run_dir / "loss.png", "loss", f"{title}: loss ({status})")
@@ -206,10 +210,6 @@ def finish(
     plots.curves(frame, run_dir / "accuracy.png", "accuracy", f"{title}: accuracy")
     post, acts = layer_outputs(model, job.plans, data.x_test)
     np.savez_compressed(run_dir / "activations.npz", **post)
-    if cfg.trainer.get("tensorboard"):
-        from regexp.tracking import write_tensorboard
-
-        write_tensorboard(run_dir, frame, job)
     if acts:
         plots.activations(acts, run_dir / "activations.png", f"{title}: activations on test")
     if data.n_features == 2:

@@ -1,5 +1,14 @@
 """Shared helpers: compose the real configs in-process, as `regexp run` would."""
 
+import sys
+
+from absl import logging as absl_logging
+
 from regexp.config import compose as make_cfg
+
+# absl (loaded with TensorFlow) keeps the sys.stderr of the moment it loads, and closes it
+# when Hydra reconfigures logging if sys.stderr has changed since: under pytest, that is
+# pytest's capture file, and every later test then fails. The real stderr it never closes.
+absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
 
 __all__ = ["make_cfg"]

@@ -70,6 +70,17 @@ def test_every_engine_snapshots_the_same_weights(engine, tmp_path):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=f"{tag}@{step}")
 
 
+def test_a_diverged_run_writes_its_events_up_to_divergence(tmp_path):
+    cfg = make_cfg("experiment=b4_l1_activity", "optimizer.lr=1e4", "trainer.epochs=6",
+                   "trainer.tensorboard=true")  # fmt: skip
+    result = train(cfg, tmp_path / "run")
+    assert result["status"] == "diverged"
+    scalars, histograms = _events(tmp_path / "run" / "tensorboard")
+    finite = [s for s, v in scalars.get("loss", [])]  # the finite epochs only
+    assert finite == list(range(1, result["diverged_epoch"]))
+    assert 0 in histograms["weights/h1/kernel"]  # the initial weights at least
+
+
 def test_tensorboard_off_writes_no_events(tmp_path):
     train(make_cfg("trainer.epochs=1"), tmp_path / "run")
     assert not (tmp_path / "run" / "tensorboard").exists()
