@@ -220,12 +220,28 @@ def train_group_in_worker(
     os.chdir(cwd)  # relative sweep folders resolve as they did where the sweep was launched
     hydra = group[0].sweep_config.hydra  # progress lines in the worker's own log
     configure_log(hydra.hydra_logging, hydra.verbose)
+    worker = _worker_id()
+    for job in group:  # as Hydra's own submitit launcher records it: the scheduler's id
+        with open_dict(job.sweep_config):
+            job.sweep_config.hydra.job.id = f"{worker}_{job.num}"
     log.info("Training jobs %s in this worker", _numbers(group))
     try:
         returns, _ = train_group(hydra_context, group)
     except UserError as e:  # bad input only training could find (e.g. a non-scalar penalty)
         return GroupResult({}, str(e))
     return GroupResult(returns)
+
+
+def _worker_id() -> str:
+    """The scheduler's id of this worker: the submitit (Slurm) job id, or the Ray task id."""
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_task_id()
+    import submitit
+
+    return str(submitit.JobEnvironment().job_id)
 
 
 class WorkerDispatch(FusedLauncherBase):
@@ -256,9 +272,11 @@ class WorkerDispatch(FusedLauncherBase):
         returns: dict[int, JobReturn] = {}
         failures = []
         waiting = list(range(len(handles)))
+        shown = _SweepLine(groups, total)
         try:
             for index, result in self.wait(handles, waiting):
                 waiting.remove(index)
+                shown.update(waiting)
                 nums = _numbers(groups[index])
                 if not isinstance(result, GroupResult):  # the worker crashed
                     hint = f" (worker log: {self.where(handles[index])})"
@@ -276,8 +294,36 @@ class WorkerDispatch(FusedLauncherBase):
                   f"folders are not complete; the same sweep with resume={sweep} trains "
                   "only them", file=sys.stderr)  # fmt: skip
             raise SystemExit(130) from None
+        finally:
+            shown.close()
         _fail_if_any(failures)
         return returns
+
+
+class _SweepLine:
+    """The launching process's live line while workers train: jobs done and running."""
+
+    def __init__(self, groups: list[list[_Job]], total: int) -> None:
+        from regexp.progress import live
+
+        self.groups, self.total = groups, total
+        self.live = live(groups[0][0].task.trainer) if groups else False
+        self.update(list(range(len(groups))))
+
+    def update(self, waiting: list[int]) -> None:
+        from regexp.progress import LINE
+
+        if self.live:
+            running = sum(len(self.groups[i]) for i in waiting)
+            workers = f"{len(waiting)} worker" + ("s" if len(waiting) != 1 else "")
+            LINE.write(f"jobs {self.total - running}/{self.total} done, {running} running in "
+                       f"{workers}")  # fmt: skip
+
+    def close(self) -> None:
+        from regexp.progress import LINE
+
+        if self.live:
+            LINE.end()
 
 
 def _fail_if_any(failures: list[tuple[str, str, str]]) -> None:
@@ -344,7 +390,8 @@ class SubmititDispatch(WorkerDispatch):
         import submitit
 
         index = {id(handles[i]): i for i in indices}
-        for job in submitit.helpers.as_completed([handles[i] for i in indices]):
+        jobs = [handles[i] for i in indices]  # done() is cheap locally; Slurm's is cached
+        for job in submitit.helpers.as_completed(jobs, poll_frequency=1):
             try:
                 yield index[id(job)], job.result()
             except Exception as e:  # the worker crashed, was killed or timed out

@@ -61,6 +61,9 @@ def test_other_launchers_write_the_same_run_folders(launcher, engine, fused, tmp
         assert ((ha[SERIES] - hb[SERIES]).abs() <= 1e-4 * hb[SERIES].abs()).all().all()
         record = json.loads((a / "metrics.json").read_text())
         assert (record["status"], record["engine"]) == ("completed", engine)
+    if "fused_submitit_local" in launcher[0]:  # the folder names its Slurm/submitit job
+        (job,) = [p.name for p in (tmp_path / ".submitit").iterdir() if p.name.isdigit()]
+        assert OmegaConf.load(theirs[3] / ".hydra" / "hydra.yaml").hydra.job.id == f"{job}_3"
 
 
 def test_a_failed_worker_names_its_jobs_and_keeps_the_others(tmp_path, capsys):
@@ -220,3 +223,8 @@ def test_live_progress_only_on_a_terminal(tmp_path):
     sweep = _on_a_terminal("run", "-m", "experiment=b4_l1_activity", "seed=0,1",
                            "trainer.epochs=20", f"hydra.sweep.dir={tmp_path}/s")  # fmt: skip
     assert "jobs 0/2 done, 2 running | epoch 20/20" in sweep
+    workers = _on_a_terminal("run", "-m", "experiment=b4_l1_activity", "seed=0,1",
+                             "trainer.epochs=2", "hydra/launcher=fused_submitit_local",
+                             f"hydra.sweep.dir={tmp_path}/w")  # fmt: skip
+    assert "jobs 0/2 done, 2 running in 1 worker" in workers
+    assert "jobs 2/2 done, 0 running in 0 workers" in workers
