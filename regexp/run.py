@@ -90,6 +90,16 @@ def _import_keras(threads: int = 0):
     return keras
 
 
+def _threads() -> dict[str, int]:
+    """The sizes of this process's TensorFlow thread pools."""
+    import tensorflow as tf
+
+    return {
+        "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+    }
+
+
 def _is_diagnostic(column: str) -> bool:
     return column.startswith(("penalty_", "l1_", "l2_", "act_mean_", "act_zero_"))
 
@@ -163,7 +173,7 @@ def finish(
     if bad_epoch is not None:
         history = truncate(history, bad_epoch)
     write_config(run_dir, cfg)
-    write_json_atomic(run_dir / "env.json", env_record(job.seed, overrides))
+    write_json_atomic(run_dir / "env.json", env_record(job.seed, overrides, _threads()))
     lines: list[str] = []
     model.summary(print_fn=lambda line, *a, **k: lines.append(line))
     (run_dir / "model.txt").write_text("\n".join(lines) + "\n")

@@ -106,8 +106,11 @@ def _git_commit() -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(dirty)}
 
 
-def env_record(seed: int, overrides: list[str] | None = None) -> dict[str, Any]:
-    """What is needed to re-run: versions, git commit, seed, command line."""
+def env_record(
+    seed: int, overrides: list[str] | None = None, threads: dict | None = None
+) -> dict[str, Any]:
+    """What is needed to re-run: versions, git commit, seed, command line, and the
+    TensorFlow thread pools the run had (0 = TensorFlow's default, one per core)."""
     packages = ["regexp", "tensorflow", "keras", "numpy", "scikit-learn", "hydra-core", "pandas"]
     return {
         "python": sys.version.split()[0],
@@ -117,5 +120,6 @@ def env_record(seed: int, overrides: list[str] | None = None) -> dict[str, Any]:
         "seed": seed,
         "argv": sys.argv,
         "overrides": overrides or [],
+        "tf_threads": threads or {},
         "activity_penalty_reduction": "regularizer value / batch size (Keras >= 3.14)",
     }

@@ -61,6 +61,8 @@ def test_other_launchers_write_the_same_run_folders(launcher, engine, fused, tmp
         assert ((ha[SERIES] - hb[SERIES]).abs() <= 1e-4 * hb[SERIES].abs()).all().all()
         record = json.loads((a / "metrics.json").read_text())
         assert (record["status"], record["engine"]) == ("completed", engine)
+        env = json.loads((a / "env.json").read_text())  # workers do not fight over cores
+        assert env["tf_threads"] == {"intra_op": 1, "inter_op": 1}
     if "fused_submitit_local" in launcher[0]:  # the folder names its Slurm/submitit job
         (job,) = [p.name for p in (tmp_path / ".submitit").iterdir() if p.name.isdigit()]
         assert OmegaConf.load(theirs[3] / ".hydra" / "hydra.yaml").hydra.job.id == f"{job}_3"
