@@ -1,7 +1,8 @@
 """Where a finished run can also be sent: TensorBoard event files, an MLflow store.
 
-Both read what ``finish`` already wrote, so every engine (and every member of a fused
-group) is recorded the same way.
+Both are called by ``finish`` with the history it writes (and TensorBoard with the weight
+snapshots every engine keeps), so every engine, and every member of a fused group, is
+recorded the same way.
 """
 
 from __future__ import annotations
