@@ -189,6 +189,13 @@ def test_the_slurm_example_configures_submitit():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.timeout_min, launcher.cpus_per_task) == ("cpu", 60, 2)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        overrides = ["hydra/launcher=fused_submitit_slurm", "hydra.launcher.partition=cpu",
+                     "hydra.launcher.max_members=25"]  # fmt: skip
+        cfg = compose("config", overrides, return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("fused_launcher.FusedSubmititSlurmLauncher")
+    assert (launcher.partition, launcher.max_members, launcher.signal_delay_s) == ("cpu", 25, 120)
 
 
 def _on_a_terminal(*args):
