@@ -55,9 +55,13 @@ class Job:
     # after every chunk of epochs, kept only for TensorBoard's histograms
     snapshots: list[tuple[int, list[np.ndarray]]] = field(default_factory=list)
 
+    @property
+    def wants_snapshots(self) -> bool:
+        return bool(self.cfg.trainer.get("tensorboard"))
+
     def snapshot(self, epoch: int, weights) -> None:
         """Keep ``weights()`` as the weights after ``epoch``, if TensorBoard wants them."""
-        if self.cfg.trainer.get("tensorboard"):
+        if self.wants_snapshots:
             self.snapshots.append((epoch, weights()))
 
 

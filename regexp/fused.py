@@ -200,7 +200,7 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
             return stop  # every member has diverged
         means = {s: float(v[finite].mean()) for s, v in last.items()}
         progress.update(stop, means["loss"], means["val_loss"], means["val_accuracy"])
-        if first.cfg.trainer.get("tensorboard"):
+        if first.wants_snapshots:  # the same for every member: trainer is in the group key
             weights = [v.numpy() for v in variables]
             for m in np.flatnonzero(finite):
                 jobs[m].snapshot(stop, lambda m=m: [w[m] for w in weights])

@@ -120,7 +120,9 @@ class FusedLauncherBase(Launcher):
                 pending.append(job)
         for job in pending:  # a job that never gets to run shows as unfinished, not absent
             _job_folder(job.sweep_config).mkdir(parents=True, exist_ok=True)
-        returns.update(self.dispatch(self._groups(pending), done=len(returns), total=len(jobs)))
+        if pending:  # a resumed sweep may have nothing left to train
+            groups = self._groups(pending)
+            returns.update(self.dispatch(groups, done=len(returns), total=len(jobs)))
         return [returns[job.num] for job in jobs]
 
     def dispatch(self, groups: list[list[_Job]], done: int, total: int) -> dict[int, JobReturn]:
@@ -251,9 +253,8 @@ class WorkerDispatch(FusedLauncherBase):
         """Start ``train_group_in_worker(*a)`` for each ``a``; return handles for ``wait``."""
         raise NotImplementedError
 
-    def wait(self, handles: list[Any], indices: list[int]):
-        """Yield (index, GroupResult or the exception that ended the worker) as each of
-        ``handles[i] for i in indices`` ends."""
+    def wait(self, handles: list[Any]):
+        """Yield (index, GroupResult or the exception that ended the worker) as each ends."""
         raise NotImplementedError
 
     def cancel(self, handles: list[Any]) -> None:
@@ -274,7 +275,7 @@ class WorkerDispatch(FusedLauncherBase):
         waiting = list(range(len(handles)))
         shown = _SweepLine(groups, total)
         try:
-            for index, result in self.wait(handles, waiting):
+            for index, result in self.wait(handles):
                 waiting.remove(index)
                 shown.update(waiting)
                 nums = _numbers(groups[index])
@@ -307,7 +308,7 @@ class _SweepLine:
         from regexp.progress import live
 
         self.groups, self.total = groups, total
-        self.live = live(groups[0][0].task.trainer) if groups else False
+        self.live = live(groups[0][0].task.trainer)
         self.update(list(range(len(groups))))
 
     def update(self, waiting: list[int]) -> None:
@@ -386,12 +387,12 @@ class SubmititDispatch(WorkerDispatch):
         )
         return executor.map_array(train_group_in_worker, *zip(*args, strict=True))
 
-    def wait(self, handles: list[Any], indices: list[int]):
+    def wait(self, handles: list[Any]):
         import submitit
 
-        index = {id(handles[i]): i for i in indices}
-        jobs = [handles[i] for i in indices]  # done() is cheap locally; Slurm's is cached
-        for job in submitit.helpers.as_completed(jobs, poll_frequency=1):
+        index = {id(job): i for i, job in enumerate(handles)}
+        # done() is cheap locally, and submitit caches Slurm's answer
+        for job in submitit.helpers.as_completed(handles, poll_frequency=1):
             try:
                 yield index[id(job)], job.result()
             except Exception as e:  # the worker crashed, was killed or timed out
@@ -428,11 +429,11 @@ class RayDispatch(WorkerDispatch):
         task = remote(train_group_in_worker)
         return [task.remote(*a) for a in args]
 
-    def wait(self, handles: list[Any], indices: list[int]):
+    def wait(self, handles: list[Any]):
         import ray
 
-        index = {handles[i]: i for i in indices}
-        left = [handles[i] for i in indices]
+        index = {ref: i for i, ref in enumerate(handles)}
+        left = list(handles)
         while left:
             (ref,), left = ray.wait(left, num_returns=1)
             try:
