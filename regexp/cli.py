@@ -78,7 +78,7 @@ def list_groups() -> str:
     """Each config group with its options, the default marked with ``*``."""
     from omegaconf import OmegaConf
 
-    from regexp.config import CONF as conf
+    from regexp.paths import CONF as conf
 
     defaults = {}
     for entry in OmegaConf.load(conf / "config.yaml").get("defaults", []):
@@ -126,7 +126,8 @@ def run(args: list[str]) -> int:
 
     import hydra
 
-    from regexp.config import CONF, precheck, register_resolvers
+    from regexp.config import precheck, register_resolvers
+    from regexp.paths import CONF
     from regexp.errors import UserError
     from regexp.launcher import SweepRecorder, sweep_outcomes
     from regexp.run import OUTCOMES

@@ -19,9 +19,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from regexp.data import DATASETS
 from regexp.engines import ENGINES
 from regexp.errors import ConfigError, UserError
+from regexp.paths import CONF
 from regexp.regularizers import CODES, check_strength, code_to_spec, validate_spec
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
 
 ACTIVATIONS = (
     "relu", "tanh", "sigmoid", "linear", "elu", "selu", "gelu", "softplus", "softsign",

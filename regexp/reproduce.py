@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from regexp.config import CONF, compose
+from regexp.config import compose
+from regexp.paths import CONF
 from regexp.errors import UserError
 from regexp.rundir import run_name
 

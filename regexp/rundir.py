@@ -21,7 +21,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 METRICS = "metrics.json"
-REPO = Path(__file__).resolve().parent.parent
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -92,13 +91,18 @@ def _version(package: str) -> str | None:
 
 
 def _git_commit() -> dict[str, Any] | None:
+    from regexp.paths import source_checkout
+
+    repo = source_checkout()
+    if repo is None:  # an installed wheel: its version says what ran
+        return None
     try:
         commit = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "HEAD"],
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()  # fmt: skip
         dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):

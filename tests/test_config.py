@@ -62,7 +62,7 @@ def test_a_negative_layer_index_beyond_the_depth_is_named():
 
 
 def test_every_shipped_config_validates():
-    from regexp.config import CONF
+    from regexp.paths import CONF
 
     for f in sorted((CONF / "experiment").glob("*.yaml")):
         for reg in (None, "none"):
@@ -148,9 +148,9 @@ def test_the_readme_recipe_example_is_valid():
 
     from omegaconf import OmegaConf, open_dict
 
-    from regexp.config import CONF
+    from pathlib import Path
 
-    readme = (CONF.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = re.search(r"```yaml\n(defaults: \[none\]\n.*?)```", readme, re.S).group(1)
     recipe = OmegaConf.create(block.replace("defaults: [none]\n", ""))
     cfg = make_cfg()

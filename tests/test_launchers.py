@@ -181,7 +181,8 @@ def test_shell_completion_through_hydra(tmp_path):
 def test_the_slurm_example_configures_submitit():
     from hydra import compose, initialize_config_dir
 
-    from regexp.config import CONF, register_resolvers
+    from regexp.config import register_resolvers
+    from regexp.paths import CONF
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
