@@ -27,8 +27,8 @@ LAMBDAS = [f"{x:.0e}" for x in (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 
 
 
 def _members(k: int, epochs: int) -> list:
-    from regexp.config import compose
-    from regexp.run import prepare
+    from regexp.compose import compose
+    from regexp.pipeline import prepare
 
     return [
         prepare(
@@ -45,7 +45,6 @@ def _members(k: int, epochs: int) -> list:
 
 def time_engines(epochs: int) -> list[dict]:
     from regexp.engines import ENGINES
-    from regexp.fused import fit_members
 
     rows = []
     for label, engine, k in [("model.fit", "keras", 1), ("compiled", "compiled", 1),
@@ -53,10 +52,7 @@ def time_engines(epochs: int) -> list[dict]:
                              ("fused K=50", None, 50)]:  # fmt: skip
         jobs = _members(k, epochs)
         start = time.perf_counter()
-        if engine:
-            ENGINES[engine]().fit(jobs[0])
-        else:
-            fit_members(jobs)
+        ENGINES[engine or "fused"](jobs)
         seconds = time.perf_counter() - start
         rows.append({"what": label, "members": k, "seconds": seconds,
                      "s_per_member_epoch": seconds / (k * epochs)})  # fmt: skip
@@ -68,14 +64,14 @@ def time_engines(epochs: int) -> list[dict]:
 
 
 def time_sweep(epochs: int) -> list[dict]:
+    from regexp import pipeline
     from regexp.cli import main
-    from regexp.config import compose
-    from regexp.run import train
+    from regexp.compose import compose
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        train(compose(EXPERIMENT, f"trainer.epochs={epochs}", "trainer.engine=keras"),
-              Path(tmp) / "alone")  # fmt: skip
+        pipeline.run(compose(EXPERIMENT, f"trainer.epochs={epochs}", "trainer.engine=keras"),
+                     Path(tmp) / "alone")  # fmt: skip
         alone = time.perf_counter() - start
         start = time.perf_counter()
         main(["run", "-m", EXPERIMENT, f"trainer.epochs={epochs}", "seed=0,1,2,3,4",

@@ -94,10 +94,9 @@ def list_groups() -> str:
 
 def check(overrides: list[str]) -> int:
     """Validate the config ``regexp run <overrides>`` would train, then stop."""
-    from regexp.config import precheck, register_resolvers
+    from regexp.compose import precheck
     from regexp.errors import UserError
 
-    register_resolvers()
     try:
         precheck(overrides, every_job=True)
     except UserError as e:
@@ -117,7 +116,9 @@ def _fail(error: Exception) -> int:
 
 
 def run(args: list[str]) -> int:
-    """Hand the arguments to Hydra, which composes the config and calls the job.
+    """Decide where the run (or sweep) writes, hand the arguments to Hydra, which composes
+    each job and calls ``pipeline.run`` (or the fused launcher, which calls the pipeline
+    for whole groups); then read the outcome from the folders written.
 
     Exit codes: 0 all runs completed; 1 a run diverged (a sweep goes on with its other
     jobs, then says which failed); 2 bad input; 130 interrupted (Ctrl-C or SIGTERM).
@@ -126,39 +127,28 @@ def run(args: list[str]) -> int:
 
     import hydra
 
-    from regexp.config import precheck, register_resolvers
-    from regexp.paths import CONF
+    from regexp.compose import given, precheck
     from regexp.errors import UserError
-    from regexp.launcher import SweepRecorder, sweep_outcomes
-    from regexp.run import OUTCOMES
+    from regexp.paths import CONF
 
-    register_resolvers()
     try:
-        precheck(args)
+        destination = precheck(args)
     except UserError as e:
         return _fail(e)
+    if destination is not None and not given(args, destination.key):
+        args = [*args, destination.override()]
 
     @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
     def job(cfg) -> None:
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
-        from regexp.run import train
-        from regexp.rundir import completed_with, is_complete
+        from regexp import pipeline
 
         hc = HydraConfig.get()
-        out = Path(hc.runtime.output_dir)
-        if cfg.get("resume") and completed_with(out, cfg):
-            log.info("resume: %s is complete for this config; skipped", out)
-            return
-        if is_complete(out):
-            print(
-                f"regexp: error: {out} already holds a complete run; set hydra.run.dir to "
-                "a new folder (nothing was overwritten)",
-                file=sys.stderr,
-            )
-            raise SystemExit(2)
+        key = "hydra.sweep.dir" if hc.mode == RunMode.MULTIRUN else "hydra.run.dir"
         try:
-            train(cfg, out, list(hc.overrides.task))
+            return pipeline.run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), key)
         except UserError as e:
             raise SystemExit(_fail(e)) from None
 
@@ -168,15 +158,13 @@ def run(args: list[str]) -> int:
     saved, saved_term = sys.argv, signal.getsignal(signal.SIGTERM)
     sys.argv = ["regexp", *args]
     signal.signal(signal.SIGTERM, terminate)
-    OUTCOMES.clear()
-    SweepRecorder.last_sweep = None
     try:
         job()
     except KeyboardInterrupt:
-        where = ", ".join(str(d) for d, s, _ in OUTCOMES if s == "interrupted") or "no folder"
+        where = ", ".join(str(d) for d, s, _ in _outcomes(destination) if s == "interrupted")
         print(
             f"regexp: interrupted; the history so far is recorded as status "
-            f"'interrupted' in {where}",
+            f"'interrupted' in {where or 'no folder'}",
             file=sys.stderr,
         )
         return 130
@@ -185,9 +173,7 @@ def run(args: list[str]) -> int:
     finally:
         sys.argv = saved
         signal.signal(signal.SIGTERM, saved_term)
-    outcomes = OUTCOMES
-    if SweepRecorder.last_sweep is not None:  # a multirun: its folders tell, whoever ran it
-        outcomes = sweep_outcomes(SweepRecorder.last_sweep)
+    outcomes = _outcomes(destination)
     failed = [(d, s, e) for d, s, e in outcomes if s != "completed"]
     if failed:
         listed = "; ".join(
@@ -201,3 +187,17 @@ def run(args: list[str]) -> int:
         )
         return 1
     return 0
+
+
+def _outcomes(destination) -> list[tuple[Path, str, int | None]]:
+    """(folder, status, diverged epoch) of what the command wrote, read from the folders."""
+    from regexp import rundir
+
+    if destination is None:  # Hydra only printed something
+        return []
+    if destination.multirun:
+        return rundir.sweep_outcomes(destination.folder)
+    record = rundir.read_metrics(destination.folder)
+    if record is None:
+        return [(destination.folder, "unfinished", None)] if destination.folder.exists() else []
+    return [(destination.folder, record.get("status", "?"), record.get("diverged_epoch"))]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from regexp.errors import DataError
+from regexp.checks import choice, fraction, integer
+from regexp.errors import ConfigError, DataError
 
 
 @dataclass
@@ -145,6 +146,21 @@ DATASETS: dict[str, Callable] = {
     "digits": _sklearn_loader("digits"),
     "csv": _csv,
 }
+
+
+def validate(ds) -> None:
+    """Check the ``dataset`` group of a config, without reading any data."""
+    name = choice("dataset.name", ds.get("name"), tuple(DATASETS))
+    fraction("dataset.test_size", ds.get("test_size"), low_open=True)
+    fraction("dataset.val_size", ds.get("val_size"), low_open=False)
+    choice("dataset.scaler_fit", ds.get("scaler_fit"), ("train", "all", "none"))
+    integer("dataset.split_seed", ds.get("split_seed"), minimum=0)
+    if name == "csv":
+        path = ds.get("path")
+        if not path or not Path(str(path)).is_file():
+            raise ConfigError("dataset.path", path, "an existing CSV file")
+        if not ds.get("label"):
+            raise ConfigError("dataset.label", ds.get("label"), "the name of the label column")
 
 
 def _encode(y: np.ndarray, n_classes: int) -> np.ndarray:

@@ -11,7 +11,8 @@ makes it a separate run:
 Every weight gets a leading member axis ([K, in, out]); a Dense layer becomes one batched
 matmul; each member's loss is its own data loss plus its own penalties, and the sum over
 members is differentiated, so members never mix. The optimizer is Keras' update formula
-applied to the stacked variables with a per-member learning rate. Per epoch the same
+applied to the stacked variables with a per-member learning rate
+(``optimizers.Stacked``). Per epoch the same
 numbers as ``model.fit`` are recorded for each member: the batch-size-weighted mean of
 the total loss, the per-sample mean data loss and accuracy, and the same on validation
 batches of ``trainer.batch_size``.
@@ -25,11 +26,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
-from regexp.config import LayerPlan
 from regexp.diagnostics import Diagnostics
-from regexp.engines import (
+from regexp.optimizers import Stacked
+from regexp.progress import Epochs
+from regexp.training import (
     COLUMNS,
     SERIES,
     SHOWN,
@@ -39,81 +40,13 @@ from regexp.engines import (
     first_non_finite,
     train_in_chunks,
 )
-from regexp.progress import Epochs
-
-# What members of one group may differ in: everything else must match.
-FREE_KEYS = (
-    "seed", "experiment_name", "published", "optimizer.lr", "reg", "trainer.engine",
-    "dataset.split_seed",
-)  # fmt: skip
 
 
-def group_key(cfg: DictConfig, plans: Sequence[LayerPlan]) -> str:
-    """Jobs with equal keys can be fused: same dataset, network, optimizer and schedule.
+def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
+    """Train jobs of one group together; leave each job's final weights in its model.
 
-    The regularizers must have the same kinds in the same places; their strengths may
-    differ, and so may the seed and the learning rate.
-    """
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    for key in FREE_KEYS:
-        *parents, leaf = key.split(".")
-        node = plain
-        for p in parents:
-            node = node.get(p, {})
-        node.pop(leaf, None)
-
-    def kind(spec):
-        return None if spec is None else spec.get("kind") or f"_target_={spec['_target_']}"
-
-    plain["plans"] = [
-        [p.name, p.units, p.activation, p.position, kind(p.kernel), kind(p.bias), kind(p.activity)]
-        for p in plans
-    ]
-    return OmegaConf.to_yaml(OmegaConf.create(plain))
-
-
-class _Optimizer:
-    """Keras' Adam, SGD and RMSprop update rules on stacked variables, lr per member."""
-
-    def __init__(self, cfg, lr, variables):
-        import tensorflow as tf
-
-        self.name, self.lr = cfg.name, lr
-        self.momentum = float(cfg.get("momentum", 0.0) or 0.0)
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.slots = [
-            [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
-            for _ in range(2 if cfg.name == "adam" else 1)
-        ]
-
-    def apply(self, grads, variables) -> None:
-        import tensorflow as tf
-
-        b1, b2, eps = 0.9, 0.999, 1e-7
-        t = tf.cast(self.iterations + 1, tf.float32)
-        for i, (g, v) in enumerate(zip(grads, variables, strict=True)):
-            lr = tf.reshape(self.lr, [-1] + [1] * (len(v.shape) - 1))
-            if self.name == "adam":
-                m, s = self.slots[0][i], self.slots[1][i]
-                alpha = lr * tf.sqrt(1 - tf.pow(b2, t)) / (1 - tf.pow(b1, t))
-                m.assign_add((g - m) * (1 - b1))
-                s.assign_add((tf.square(g) - s) * (1 - b2))
-                v.assign_sub((m * alpha) / (tf.sqrt(s) + eps))
-            elif self.name == "rmsprop":
-                s = self.slots[0][i]
-                s.assign(0.9 * s + (1 - 0.9) * tf.square(g))
-                v.assign_sub(lr * g / tf.sqrt(s + eps))
-            elif self.momentum:
-                m = self.slots[0][i]
-                m.assign(m * self.momentum - g * lr)
-                v.assign_add(m)
-            else:
-                v.assign_sub(g * lr)
-        self.iterations.assign_add(1)
-
-
-def fit_members(jobs: Sequence[Job]) -> list[History]:
-    """Train jobs of one group together; leave each job's final weights in its model."""
+    The jobs must agree on everything but what ``keys.GROUP`` leaves out (the pipeline
+    groups them so)."""
     import tensorflow as tf
 
     first = jobs[0]
@@ -134,7 +67,7 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
     variables = [tf.Variable(np.stack(ws)) for ws in zip(*initial, strict=True)]
     kernels, biases = variables[0::2], variables[1::2]
     lr = tf.constant([float(j.cfg.optimizer.lr) for j in jobs], tf.float32)
-    optimizer = _Optimizer(first.cfg.optimizer, lr, variables)
+    optimizer = Stacked(first.cfg.optimizer, lr, variables)
     binary = data.binary
     diag = Diagnostics([j.plans for j in jobs], xv)  # also the stacked network trained here
 
@@ -191,7 +124,7 @@ def fit_members(jobs: Sequence[Job]) -> list[History]:
         tf.while_loop(lambda e: e < stop, epoch_body, (start,))
         return tf.constant(0)
 
-    progress = Epochs(trainer, epochs, members=k)
+    progress = Epochs(trainer, epochs, members=k, lead=lead)
 
     def after_chunk(start: int, stop: int) -> int | None:
         last = {s: buffers[s][stop - 1].numpy() for s in SHOWN}

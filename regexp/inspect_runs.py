@@ -8,14 +8,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from regexp import rundir
 from regexp.errors import UserError
-from regexp.rundir import METRICS
+from regexp.keys import flatten
 
 SKIP = ("activity_mean", "diagnostics")
 
@@ -30,24 +30,19 @@ def _run(path: str) -> Path:
 def _config(run: Path) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
-    from regexp.report import flatten
-
-    return flatten(OmegaConf.to_container(OmegaConf.load(run / "config.yaml")))
+    return flatten(OmegaConf.to_container(rundir.read_config(run)))
 
 
 def _metrics(run: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run / METRICS).read_text())
-    except (OSError, ValueError):
-        return {"status": "no metrics.json (running, or killed)"}
+    record = rundir.read_metrics(run)
+    return record if record is not None else {"status": "no metrics.json (running, or killed)"}
 
 
 def _defaults(cfg: dict[str, Any]) -> dict[str, Any]:
     """The defaults of the same experiment (if any): what a run changed is measured there."""
     from omegaconf import OmegaConf
 
-    from regexp.config import compose
-    from regexp.report import flatten
+    from regexp.compose import compose
 
     experiment = cfg.get("experiment_name")
     base = compose(f"experiment={experiment}") if experiment else compose()
@@ -95,8 +90,9 @@ def ls(folder: str = "outputs") -> str:
     root = Path(folder)
     runs = [
         p.parent
-        for p in root.rglob("config.yaml")
-        if (p.parent / ".hydra").exists() or (p.parent / "env.json").exists()
+        for p in root.rglob(rundir.CONFIG)
+        if rundir.is_run(p.parent)
+        and ((p.parent / ".hydra").exists() or (p.parent / rundir.ENV).exists())
     ]
     if not runs:
         raise UserError(f"no runs under {folder}; expected folders made by `regexp run`")

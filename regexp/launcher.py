@@ -1,13 +1,13 @@
-"""The fused launcher: a Hydra launcher that trains a multirun's jobs as fused groups.
+"""The fused launchers: Hydra launchers that train a multirun's jobs in fused groups.
 
-``regexp run -m ...`` uses it by default (``hydra/launcher=fused``). It composes every
-job's config as Hydra's basic launcher does, validates all of them before training
-anything, groups the jobs that can share one vectorized model (``fused.group_key``),
-trains each group with ``fused.fit_members``, and then hands every job to Hydra's own
-``run_job``, which makes its folder, writes ``.hydra/`` and its log, and calls the same
-``finish`` a single run uses. Each job's folder is therefore the one it would have had
-alone. Jobs with ``trainer.engine=keras`` are not fused: they run one by one with
-``model.fit``.
+``regexp run -m ...`` uses one by default (``hydra/launcher=fused``). The launcher only
+adapts Hydra to the pipeline (``regexp.pipeline``): it composes every job's config as
+Hydra's basic launcher does, plans each (validation, the engine: ``auto`` is ``fused``
+here), claims their folders before training anything, groups them
+(``pipeline.groups``, at most ``max_members`` a group), trains each group with
+``pipeline.train`` and writes every job's folder through Hydra's own ``run_job`` (which
+adds ``.hydra/`` and the job's log). Each job's folder is therefore the one it would
+have had alone.
 
 Where the groups train is the one thing the fused launchers differ in (``dispatch``):
 
@@ -17,9 +17,9 @@ Where the groups train is the one thing the fused launchers differ in (``dispatc
 - ``fused_ray``: one Ray task per group, with hydra-ray-launcher's ``ray.init`` and
   ``ray.remote`` settings.
 
-A worker gets the group's composed configs and Hydra's state, trains them with
+A worker gets the group's planned jobs and Hydra's state, trains them with
 ``train_group`` exactly as the in-process launcher does, and writes the folders on the
-shared file system. The launching process only composes, validates, groups and waits.
+shared file system. The launching process only composes, plans, claims, groups and waits.
 
 Hydra only accepts launchers defined in its ``hydra_plugins`` namespace package, so
 ``hydra_plugins/regexp_launcher/fused_launcher.py`` defines the launcher classes as thin
@@ -33,7 +33,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +47,6 @@ from hydra.core.utils import (
     run_job,
     setup_globals,
 )
-from hydra.experimental.callback import Callback
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict, read_write
@@ -59,7 +57,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class FusedLauncherConf:
     _target_: str = "hydra_plugins.regexp_launcher.fused_launcher.FusedLauncher"
-    max_members: int = 100  # the largest group trained as one model
+    max_members: int = 100  # the largest group trained as one model (pipeline.MAX_MEMBERS)
 
 
 class FusedLauncherBase(Launcher):
@@ -77,9 +75,8 @@ class FusedLauncherBase(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
-        from regexp.config import validate
+        from regexp import pipeline
         from regexp.errors import UserError
-        from regexp.rundir import completed_with, is_complete
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
@@ -97,110 +94,72 @@ class FusedLauncherBase(Launcher):
                 sweep_config.hydra.job.id = num
                 sweep_config.hydra.job.num = num
             task = _task_config(sweep_config)
+            folder = _job_folder(sweep_config)
             try:
-                plans = validate(task)
+                planned = pipeline.plan(task, folder, list(sweep_config.hydra.overrides.task),
+                                        fused=True, num=num)  # fmt: skip
             except UserError as e:
                 print(f"regexp: error: job #{num}: {e}", file=sys.stderr)
                 raise SystemExit(2) from None
-            jobs.append(_Job(num, sweep_config, task, plans))
+            jobs.append(_Job(num, sweep_config, planned))
 
-        returns: dict[int, JobReturn] = {}
-        pending = []
-        for job in jobs:
-            folder = _job_folder(job.sweep_config)
-            if job.task.get("resume") and completed_with(folder, job.task):
-                log.info("\t#%d : complete in %s; skipped (resume)", job.num, folder)
-                returns[job.num] = _skipped(job.sweep_config, job.task)
-            elif is_complete(folder):
-                print(f"regexp: error: {folder} already holds a complete run; pass "
-                      f"resume={folder.parent} to finish that sweep, or choose another "
-                      "hydra.sweep.dir (nothing was overwritten)", file=sys.stderr)  # fmt: skip
-                raise SystemExit(2)
-            else:
-                pending.append(job)
-        for job in pending:  # a job that never gets to run shows as unfinished, not absent
-            _job_folder(job.sweep_config).mkdir(parents=True, exist_ok=True)
+        try:
+            pending = pipeline.claim([job.planned for job in jobs], "hydra.sweep.dir")
+        except UserError as e:
+            print(f"regexp: error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        returns = {job.num: _skipped(job) for job in jobs if job.planned not in pending}
         if pending:  # a resumed sweep may have nothing left to train
-            groups = self._groups(pending)
+            by_planned = {id(job.planned): job for job in jobs}
+            groups = [[by_planned[id(p)] for p in g]
+                      for g in pipeline.groups(pending, self.max_members)]  # fmt: skip
             returns.update(self.dispatch(groups, done=len(returns), total=len(jobs)))
         return [returns[job.num] for job in jobs]
 
     def dispatch(self, groups: list[list[_Job]], done: int, total: int) -> dict[int, JobReturn]:
         """Train the groups and write their folders: here, one group after another."""
         from regexp.errors import UserError
-        from regexp.progress import LINE
 
         assert self.config is not None
         returns: dict[int, JobReturn] = {}
         failures = []
-        try:
-            for group in groups:
-                LINE.sweep = f"jobs {done + len(returns)}/{total} done, {len(group)} running | "
-                try:
-                    trained, interrupted = train_group(self.hydra_context, group)
-                except UserError as e:  # bad input only building could find; others go on
-                    failures.append((_numbers(group), str(e), ""))
-                    continue
-                returns.update(trained)
-                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-                if interrupted:  # the group's folders say so; later groups never start
-                    raise KeyboardInterrupt
-        finally:
-            LINE.sweep = ""
+        for group in groups:
+            lead = f"jobs {done + len(returns)}/{total} done, {len(group)} running | "
+            try:
+                trained, interrupted = train_group(self.hydra_context, group, lead)
+            except UserError as e:  # bad input only building could find; others go on
+                failures.append((_numbers(group), str(e), ""))
+                continue
+            returns.update(trained)
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            if interrupted:  # the group's folders say so; later groups never start
+                raise KeyboardInterrupt
         _fail_if_any(failures)
         return returns
 
-    def _groups(self, jobs: list[_Job]) -> list[list[_Job]]:
-        """Fusable jobs together, in order of first appearance, at most max_members each."""
-        from regexp.fused import group_key
 
-        groups: dict[str, list[_Job]] = {}
-        for job in jobs:
-            fusable = job.task.trainer.engine != "keras"
-            key = group_key(job.task, job.plans) if fusable else f"keras-{job.num}"
-            groups.setdefault(key, []).append(job)
-        size = self.max_members
-        return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
-
-
-def train_group(hydra_context: HydraContext, group: list[_Job]) -> tuple[dict, bool]:
-    """Train one group and write each job's folder through Hydra's ``run_job``.
+def train_group(
+    hydra_context: HydraContext, group: list[_Job], lead: str = ""
+) -> tuple[dict, bool]:
+    """Train one group with the pipeline, and write each job's folder through Hydra's
+    ``run_job`` (which adds ``.hydra/`` and the job's log).
 
     Returns each job's ``JobReturn`` by number, and whether training was interrupted.
     Runs in the launching process (``fused``) or in a worker (submitit, Ray).
     """
-    from regexp.engines import ENGINES, outcome
-    from regexp.fused import fit_members
-    from regexp.run import finish, prepare
+    from regexp import pipeline
 
-    prepared = [prepare(job.task) for job in group]
-    start = time.perf_counter()
-    if group[0].task.trainer.engine == "keras":
-        histories, engine = [ENGINES["keras"]().fit(prepared[0])], "keras"
-    else:
-        histories, engine = fit_members(prepared), f"fused (group of {len(prepared)})"
-    seconds = (time.perf_counter() - start) / len(prepared)
-    epochs = int(group[0].task.trainer.epochs)
-    interrupted = any(outcome(h, epochs)[0] == "interrupted" for h in histories)
-
+    trained = pipeline.train([job.planned for job in group], lead)
     returns = {}
-    for job, ready, history in zip(group, prepared, histories, strict=True):
-
-        def write(cfg: DictConfig, ready=ready, history=history) -> dict:
-            from hydra.core.hydra_config import HydraConfig
-
-            hc = HydraConfig.get()
-            overrides = list(hc.overrides.task)
-            return finish(ready, history, seconds, Path(hc.runtime.output_dir), overrides, engine)
-
+    for index, job in enumerate(group):
         returns[job.num] = run_job(
             hydra_context=hydra_context,
-            task_function=write,
+            task_function=lambda cfg, index=index: trained.write(index),
             config=job.sweep_config,
             job_dir_key="hydra.sweep.dir",
             job_subdir_key="hydra.sweep.subdir",
         )
-    return returns, interrupted
+    return returns, trained.interrupted
 
 
 @dataclass
@@ -308,7 +267,7 @@ class _SweepLine:
         from regexp.progress import live
 
         self.groups, self.total = groups, total
-        self.live = live(groups[0][0].task.trainer)
+        self.live = live(groups[0][0].planned.cfg.trainer)
         self.update(list(range(len(groups))))
 
     def update(self, waiting: list[int]) -> None:
@@ -453,12 +412,11 @@ class RayDispatch(WorkerDispatch):
 
 @dataclass
 class _Job:
-    """One job of a sweep: its number, Hydra's config, its own config and layer plan."""
+    """One job of a sweep: its number, Hydra's config for it, and the pipeline's plan."""
 
     num: int
     sweep_config: DictConfig
-    task: DictConfig
-    plans: list
+    planned: Any  # pipeline.Planned
 
 
 def _job_folder(sweep_config: DictConfig) -> Path:
@@ -466,14 +424,14 @@ def _job_folder(sweep_config: DictConfig) -> Path:
     return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
 
 
-def _skipped(sweep_config: DictConfig, task: DictConfig) -> JobReturn:
+def _skipped(job: _Job) -> JobReturn:
     """The return of a job that resuming found complete: nothing ran."""
     return JobReturn(
-        overrides=list(sweep_config.hydra.overrides.task),
-        cfg=task,
-        hydra_cfg=sweep_config,
-        working_dir=str(_job_folder(sweep_config)),
-        task_name=str(sweep_config.hydra.job.name),
+        overrides=list(job.sweep_config.hydra.overrides.task),
+        cfg=job.planned.cfg,
+        hydra_cfg=job.sweep_config,
+        working_dir=str(job.planned.folder),
+        task_name=str(job.sweep_config.hydra.job.name),
         status=JobStatus.COMPLETED,
         _return_value=None,
     )
@@ -485,31 +443,3 @@ def _task_config(sweep_config: DictConfig) -> DictConfig:
     with read_write(task), open_dict(task):
         task.pop("hydra", None)
     return task
-
-
-class SweepRecorder(Callback):
-    """Remembers, in the launching process, which folder the last multirun wrote.
-
-    Whatever launcher ran the jobs (fused, basic, joblib, submitit, ...), their statuses
-    are then read from the folders themselves: ``regexp run -m`` exits non-zero and names
-    the jobs that did not complete.
-    """
-
-    last_sweep: Path | None = None
-
-    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        SweepRecorder.last_sweep = Path(str(config.hydra.sweep.dir))
-
-
-def sweep_outcomes(sweep: Path) -> list[tuple[Path, str, int | None]]:
-    """(job folder, status, diverged epoch) of every job folder of a sweep."""
-    import json
-
-    outcomes = []
-    for folder in sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[:1].isdigit()):
-        try:
-            m = json.loads((folder / "metrics.json").read_text())
-            outcomes.append((folder, m.get("status", "?"), m.get("diverged_epoch")))
-        except (OSError, ValueError):
-            outcomes.append((folder, "unfinished", None))
-    return outcomes

@@ -19,7 +19,9 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from regexp.config import PENALTY_SLOTS, LayerPlan
+from regexp.errors import UserError
+from regexp.optimizers import OPTIMIZERS
+from regexp.plan import PENALTY_SLOTS, LayerPlan
 from regexp.regularizers import to_keras
 
 Penalties = list[tuple[keras.Variable, keras.regularizers.Regularizer]]
@@ -81,8 +83,6 @@ def build_model(
 
 def _checked(plan: LayerPlan, slot: str, units: int, fan_in: int):
     """The slot's Keras regularizer, after checking it returns one number."""
-    from regexp.errors import UserError
-
     spec = getattr(plan, slot)
     if spec is None:
         return None
@@ -100,15 +100,6 @@ def _checked(plan: LayerPlan, slot: str, units: int, fan_in: int):
     return regularizer
 
 
-def make_optimizer(cfg) -> keras.optimizers.Optimizer:
-    lr = float(cfg.lr)
-    if cfg.name == "adam":
-        return keras.optimizers.Adam(learning_rate=lr)
-    if cfg.name == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=float(cfg.get("momentum", 0.0)))
-    return keras.optimizers.RMSprop(learning_rate=lr)
-
-
 def compile_model(model: keras.Model, optimizer_cfg, binary: bool, penalties: Penalties) -> None:
     """Compile with the data loss, plus ``accuracy`` and ``data_loss`` (no penalty) metrics."""
     if binary:
@@ -124,7 +115,8 @@ def compile_model(model: keras.Model, optimizer_cfg, binary: bool, penalties: Pe
             keras.metrics.CategoricalCrossentropy(name="data_loss"),
         ]
     loss = PenalizedLoss(data_loss, penalties) if penalties else data_loss
-    model.compile(optimizer=make_optimizer(optimizer_cfg), loss=loss, metrics=metrics)
+    optimizer = OPTIMIZERS[optimizer_cfg.name].keras(optimizer_cfg)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
 
 
 def total_penalty(model: keras.Model, x: np.ndarray, penalties: Penalties) -> float:

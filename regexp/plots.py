@@ -278,14 +278,9 @@ def report_figures(groups, out: Path) -> list[tuple[str, str, object]]:
     return figures
 
 
-_npz_cache: dict[Path, dict] = {}
-
-
 def _npz(run) -> dict:
-    path = run.path / "activations.npz"
-    if path not in _npz_cache:
-        _npz_cache[path] = dict(np.load(path, allow_pickle=False)) if path.is_file() else {}
-    return _npz_cache[path]
+    """A run's test-split activations by layer (``report.Run.activations``)."""
+    return run.activations
 
 
 def _layer_order(name: str) -> int:

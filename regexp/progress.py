@@ -18,13 +18,14 @@ log = logging.getLogger("regexp.engines")
 
 
 class _Line:
+    """The terminal's one progress line (there is one terminal)."""
+
     def __init__(self) -> None:
-        self.sweep = ""  # "jobs 3/10 done, 2 running | " while a sweep runs
         self.shown = False
 
     def write(self, text: str) -> None:
         width = shutil.get_terminal_size((100, 20)).columns - 1
-        sys.stderr.write("\r" + (self.sweep + text)[:width].ljust(width))
+        sys.stderr.write("\r" + text[:width].ljust(width))
         sys.stderr.flush()
         self.shown = True
 
@@ -43,10 +44,12 @@ def live(trainer) -> bool:
 
 
 class Epochs:
-    """Progress of one training (a run, or a fused group of ``members``)."""
+    """Progress of one training (a run, or a fused group of ``members``); ``lead`` starts
+    the line (a sweep's ``jobs 10/50 done, 10 running | ``)."""
 
-    def __init__(self, trainer, epochs: int, members: int = 1):
+    def __init__(self, trainer, epochs: int, members: int = 1, lead: str = ""):
         self.live, self.epochs, self.members = live(trainer), epochs, members
+        self.lead = lead
         self.start = time.perf_counter()
 
     def update(self, epoch: int, loss: float, val_loss: float, val_accuracy: float) -> None:
@@ -56,8 +59,8 @@ class Epochs:
             spent = time.perf_counter() - self.start
             left = spent / epoch * (self.epochs - epoch)
             LINE.write(
-                f"epoch {epoch}/{self.epochs}  loss {loss:.4f}  val_loss {val_loss:.4f}  "
-                f"ETA {_clock(left)}"
+                f"{self.lead}epoch {epoch}/{self.epochs}  loss {loss:.4f}  "
+                f"val_loss {val_loss:.4f}  ETA {_clock(left)}"
             )
             if epoch == self.epochs:
                 LINE.end()

@@ -1,4 +1,4 @@
-"""The regularizer catalogue: each kind's name, formula, parameters and Keras class.
+"""The regularizer catalogue: one class per kind of penalty.
 
 A regularizer is written in a reg config as a small mapping, either a built-in kind::
 
@@ -11,8 +11,12 @@ constructor arguments beside it (this is how ``reg=l3`` brings in L3)::
 
     {_target_: regexp.custom_regularizers.L3, lam: 0.01}
 
-This module does not import TensorFlow, so configs can be validated without it;
-``to_keras`` imports Keras only when a model is being built.
+A kind is one class, as in Keras' own ``regularizers.py``: its docstring states the
+formula, ``params`` says how each parameter is checked (without TensorFlow, so configs
+validate before it loads), ``keras(**params)`` is the regularizer put on a Keras layer,
+and ``stacked(x, **params)`` is the same formula for the fused engine, where ``x`` holds
+one tensor per member on axis 0 and each parameter one value per member. A new kind is a
+new subclass; nothing else needs to know about it.
 
 Activity penalties: Keras (>= 3.14) divides whatever an activity regularizer returns by
 the batch size, so ``{kind: l1}`` as an activity penalty costs
@@ -22,14 +26,16 @@ layer's output, averaged over the batch.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from regexp.checks import open_unit, strength
 from regexp.errors import ConfigError
 
 
 def _rest(x) -> list[int]:
+    """Every axis but the member axis."""
     return list(range(1, len(x.shape)))
 
 
@@ -40,75 +46,142 @@ def _member(v, x):
     return ops.reshape(ops.cast(v, x.dtype), [-1] + [1] * (len(x.shape) - 1))
 
 
-def _stacked_l1(x, lam):
-    from keras import ops
-
-    return ops.cast(lam, x.dtype) * ops.sum(ops.absolute(x), axis=_rest(x))
-
-
-def _stacked_l2(x, lam):
-    from keras import ops
-
-    return ops.cast(lam, x.dtype) * ops.sum(ops.square(x), axis=_rest(x))
-
-
-def _stacked_l1l2(x, l1, l2):
-    return _stacked_l1(x, l1) + _stacked_l2(x, l2)
-
-
-def _stacked_kl(x, lam, rho):
-    from keras import ops
-
-    rho_hat = ops.clip(ops.mean(x, axis=1), 1e-6, 0.99999)
-    rho = _member(rho, rho_hat)
-    kl = rho * ops.log(rho / rho_hat) + (1 - rho) * ops.log((1 - rho) / (1 - rho_hat))
-    return ops.cast(lam, x.dtype) * ops.sum(kl, axis=_rest(kl))
-
-
-@dataclass(frozen=True)
 class Kind:
-    """One built-in penalty: its config parameters, formula and implementations.
+    """A built-in penalty. Subclasses set ``name`` and ``params`` (parameter -> check),
+    and define ``stacked``; ``keras`` defaults to ``stacked`` on a member axis of one."""
 
-    ``target`` is the Keras class used on a layer. ``stacked(x, **params)`` is the same
-    formula for the fused engine: ``x`` holds one tensor per member on axis 0 (for an
-    activity, [members, batch, units]) and each parameter is a vector with one value per
-    member; it returns one penalty per member.
+    name: ClassVar[str]
+    params: ClassVar[dict[str, Callable[[str, Any], float]]]
+
+    @classmethod
+    def validate(cls, key: str, spec: Mapping[str, Any]) -> None:
+        """Every parameter present and accepted, and no other key."""
+        extra = sorted(set(spec) - {"kind", *cls.params})
+        if extra:
+            raise ConfigError(
+                f"{key}.{extra[0]}",
+                spec[extra[0]],
+                f"only {', '.join(cls.params)} for kind {cls.name}",
+            )
+        for name, check in cls.params.items():
+            if name not in spec:
+                raise ConfigError(f"{key}.{name}", None, f"a value (kind {cls.name} needs it)")
+            check(f"{key}.{name}", spec[name])
+
+    @classmethod
+    def keras(cls, **params: float):
+        """The Keras regularizer of this kind with these parameters."""
+        return _penalty_class()(cls.name, **params)
+
+    @staticmethod
+    def stacked(x, **params):
+        """One penalty per member of ``x`` [K, ...]; each parameter has shape [K]."""
+        raise NotImplementedError
+
+
+class L1(Kind):
+    """``loss = lam * sum(|x|)`` (Keras' ``L1``)."""
+
+    name, params = "l1", {"lam": strength}
+
+    @classmethod
+    def keras(cls, lam: float):
+        import keras
+
+        return keras.regularizers.L1(l1=lam)
+
+    @staticmethod
+    def stacked(x, lam):
+        from keras import ops
+
+        return ops.cast(lam, x.dtype) * ops.sum(ops.absolute(x), axis=_rest(x))
+
+
+class L2(Kind):
+    """``loss = lam * sum(x^2)`` (Keras' ``L2``)."""
+
+    name, params = "l2", {"lam": strength}
+
+    @classmethod
+    def keras(cls, lam: float):
+        import keras
+
+        return keras.regularizers.L2(l2=lam)
+
+    @staticmethod
+    def stacked(x, lam):
+        from keras import ops
+
+        return ops.cast(lam, x.dtype) * ops.sum(ops.square(x), axis=_rest(x))
+
+
+class L1L2(Kind):
+    """``loss = l1 * sum(|x|) + l2 * sum(x^2)`` (Keras' ``L1L2``)."""
+
+    name, params = "l1l2", {"l1": strength, "l2": strength}
+
+    @classmethod
+    def keras(cls, l1: float, l2: float):
+        import keras
+
+        return keras.regularizers.L1L2(l1=l1, l2=l2)
+
+    @staticmethod
+    def stacked(x, l1, l2):
+        return L1.stacked(x, l1) + L2.stacked(x, l2)
+
+
+class KL(Kind):
+    """KL-divergence sparsity of source B7 (Ng, CS294A), for activities:
+
+    ``loss = lam * sum_j [rho log(rho / rho_hat_j) + (1 - rho) log((1 - rho) / (1 - rho_hat_j))]``
+    with ``rho_hat_j = clip(mean over the batch of unit j, 1e-6, 0.99999)``.
     """
 
-    name: str
-    params: tuple[str, ...]
-    formula: str
-    target: str
-    stacked: Callable
+    name, params = "kl", {"lam": strength, "rho": open_unit}
+
+    @classmethod
+    def keras(cls, lam: float, rho: float):
+        from regexp.custom_regularizers import KLSparsity
+
+        return KLSparsity(lam=lam, rho=rho)
+
+    @staticmethod
+    def stacked(x, lam, rho):
+        from keras import ops
+
+        rho_hat = ops.clip(ops.mean(x, axis=1), 1e-6, 0.99999)
+        rho = _member(rho, rho_hat)
+        kl = rho * ops.log(rho / rho_hat) + (1 - rho) * ops.log((1 - rho) / (1 - rho_hat))
+        return ops.cast(lam, x.dtype) * ops.sum(kl, axis=_rest(kl))
 
 
-KINDS: dict[str, Kind] = {
-    k.name: k
-    for k in (
-        Kind("l1", ("lam",), "lam * sum(|x|)", "keras.regularizers.L1", _stacked_l1),
-        Kind("l2", ("lam",), "lam * sum(x^2)", "keras.regularizers.L2", _stacked_l2),
-        Kind(
-            "l1l2",
-            ("l1", "l2"),
-            "l1 * sum(|x|) + l2 * sum(x^2)",
-            "keras.regularizers.L1L2",
-            _stacked_l1l2,
-        ),
-        Kind(
-            "kl",
-            ("lam", "rho"),
-            "lam * sum_j [rho log(rho/rho_hat_j) + (1-rho) log((1-rho)/(1-rho_hat_j))],"
-            " rho_hat_j = clip(mean over the batch of unit j, 1e-6, 0.99999)",
-            "regexp.custom_regularizers.KLSparsity",
-            _stacked_kl,
-        ),
-    )
-}
-
-# Which Keras constructor argument each config parameter feeds.
-_KERAS_ARGS = {"l1": {"lam": "l1"}, "l2": {"lam": "l2"}}
-
+KINDS: dict[str, type[Kind]] = {k.name: k for k in (L1, L2, L1L2, KL)}
 ACCEPTED = ", ".join(KINDS) + " (or {_target_: a.Regularizer.subclass, ...})"
+
+
+@functools.cache
+def _penalty_class():
+    """A built-in kind as a Keras regularizer, serializable by name (defined on first use,
+    so that this module does not import Keras)."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="regexp", name="Penalty")
+    class Penalty(keras.regularizers.Regularizer):
+        """``KINDS[kind].stacked`` on ``x`` as a member axis of one."""
+
+        def __init__(self, kind: str, **params: float):
+            self.kind, self.params = kind, {k: float(v) for k, v in params.items()}
+
+        def __call__(self, x):
+            params = {k: keras.ops.convert_to_tensor([v], x.dtype) for k, v in self.params.items()}
+            return KINDS[self.kind].stacked(x[None], **params)[0]
+
+        def get_config(self) -> dict:
+            return {"kind": self.kind, **self.params}
+
+    return Penalty
+
 
 # B1's per-parameter codes: 1 = L1, 2 = L2, 12 = L1 + L2, -1 or 0 = none.
 CODES = (-1, 0, 1, 2, 12)
@@ -123,14 +196,6 @@ def code_to_spec(code: int, lam: float) -> dict[str, Any] | None:
     if code == 12:
         return {"kind": "l1l2", "l1": lam, "l2": lam}
     return None
-
-
-def check_strength(key: str, value: Any) -> None:
-    """A penalty strength: a number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(key, value, "a number >= 0")
-    if not value >= 0:  # also catches NaN
-        raise ConfigError(key, value, "a number >= 0")
 
 
 def module_exists(dotted: str) -> bool:
@@ -173,43 +238,33 @@ def validate_spec(key: str, spec: Any) -> None:
             raise ConfigError(f"{key}._target_", target, "an importable 'module.Class' path")
         for name in ("lam", "l1", "l2"):
             if name in spec:
-                check_strength(f"{key}.{name}", spec[name])
+                strength(f"{key}.{name}", spec[name])
         return
-    kind_name = spec.get("kind")
-    if kind_name not in KINDS:
-        raise ConfigError(f"{key}.kind", kind_name, ACCEPTED)
-    kind = KINDS[kind_name]
-    extra = sorted(set(spec) - {"kind", *kind.params})
-    if extra:
-        raise ConfigError(
-            f"{key}.{extra[0]}",
-            spec[extra[0]],
-            f"only {', '.join(kind.params)} for kind {kind_name}",
-        )
-    for name in kind.params:
-        if name not in spec:
-            raise ConfigError(f"{key}.{name}", None, f"a value (kind {kind_name} needs it)")
-        if name == "rho":
-            rho = spec[name]
-            if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho < 1:
-                raise ConfigError(f"{key}.rho", rho, "a number in (0, 1)")
-        else:
-            check_strength(f"{key}.{name}", spec[name])
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{key}.kind", kind, ACCEPTED)
+    KINDS[kind].validate(key, spec)
+
+
+def kind_label(spec: Mapping[str, Any] | None) -> str | None:
+    """What a spec is, without its strengths: ``l1``, or ``_target_=module.Class``.
+    Members of a fused group must agree on it slot by slot."""
+    if spec is None:
+        return None
+    return spec.get("kind") or f"_target_={spec['_target_']}"
 
 
 def to_keras(spec: Mapping[str, Any] | None):
     """Build the Keras regularizer object for a validated spec (imports Keras)."""
     if spec is None:
         return None
-    from hydra.utils import get_class
-
     spec = dict(spec)
     if "_target_" in spec:
-        cls = get_class(spec.pop("_target_"))
-        return cls(**spec)
+        from hydra.utils import get_class
+
+        return get_class(spec.pop("_target_"))(**spec)
     kind = KINDS[spec.pop("kind")]
-    rename = _KERAS_ARGS.get(kind.name, {})
-    return get_class(kind.target)(**{rename.get(k, k): float(v) for k, v in spec.items()})
+    return kind.keras(**{k: float(v) for k, v in spec.items()})
 
 
 def stacked_penalty(specs: Sequence[Mapping[str, Any] | None]) -> Callable | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
-import glob
+import functools
 import html
 import json
 import math
@@ -33,20 +33,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
-from regexp import stats
-from regexp.config import PENALTY_SLOTS
+from regexp import rundir, stats
 from regexp.errors import UserError
-from regexp.rundir import METRICS
+from regexp.keys import REPORT, covered, flatten
+from regexp.plan import PENALTY_SLOTS
 
-IGNORED = (
-    "seed",
-    "dataset.split_seed",
-    "experiment_name",
-    "published",
-    "trainer.engine",
-    "trainer.threads",
-)
 METRICS_SHOWN = ("test_accuracy", "test_data_loss", "best_val_data_loss", "gap")
 COMPARED = ("test_accuracy", "test_data_loss")
 
@@ -58,6 +51,11 @@ class Run:
     metrics: dict[str, Any]
     history: pd.DataFrame
     recipe: str  # what trains: the layer plan and everything outside reg
+
+    @functools.cached_property
+    def activations(self) -> dict[str, np.ndarray]:
+        """Each hidden layer's output on the test split ({} if the run has none)."""
+        return rundir.read_activations(self.path)
 
     @property
     def pair_key(self) -> tuple:
@@ -84,49 +82,31 @@ class Group:
         return np.array([r.value(name) for r in self.runs])
 
 
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for k, v in node.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-        return out if out or not prefix else {prefix[:-1]: "{}"}
-    if isinstance(node, list):
-        return {prefix[:-1]: json.dumps(node)}
-    return {prefix[:-1]: node}
-
-
 def find_runs(paths: list[str]) -> list[Path]:
-    """Complete run folders (with ``metrics.json``) at or under each path or glob."""
-    found: list[Path] = []
-    for pattern in paths:
-        matches = [Path(p) for p in sorted(glob.glob(pattern))] or [Path(pattern)]
-        for p in matches:
-            if p.is_file() and p.name == METRICS:
-                found.append(p.parent)
-            elif p.is_dir():
-                found += sorted(m.parent for m in p.rglob(METRICS))
+    """Run folders with a ``metrics.json`` at or under each path or glob."""
+    found = rundir.find_runs(paths)
     if not found:
         raise UserError(
             f"report: no runs under {' '.join(paths)}; expected run or sweep folders "
             "containing metrics.json"
         )
-    return list(dict.fromkeys(found))
+    return found
 
 
 def load_run(path: Path) -> Run:
     from dataclasses import asdict
 
-    from omegaconf import OmegaConf
+    from regexp.plan import layer_plan
 
-    from regexp.config import layer_plan
-
-    cfg = OmegaConf.load(path / "config.yaml")
+    cfg = rundir.read_config(path)
     config = flatten(OmegaConf.to_container(cfg))
-    rest = {k: v for k, v in config.items() if not k.startswith((*IGNORED, "reg."))}
+    rest = {k: v for k, v in config.items() if not covered(k, (*REPORT, "reg"))}
     plans = [asdict(p) for p in layer_plan(cfg)]
     recipe = json.dumps({"rest": rest, "mode": cfg.reg.mode, "plans": plans}, sort_keys=True)
-    metrics = json.loads((path / METRICS).read_text())
-    return Run(path, config, metrics, pd.read_csv(path / "history.csv"), recipe)
+    metrics = rundir.read_metrics(path)
+    if metrics is None:
+        raise UserError(f"{path / rundir.METRICS}: not readable JSON; remove it or the run")
+    return Run(path, config, metrics, rundir.read_history(path), recipe)
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
@@ -141,7 +121,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
         g.config = {
             k: v
             for k, v in first.items()
-            if not k.startswith(IGNORED) and all(r.config.get(k) == v for r in g.runs)
+            if not covered(k, REPORT) and all(r.config.get(k) == v for r in g.runs)
         }
     varying = sorted(
         k

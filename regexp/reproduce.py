@@ -18,6 +18,7 @@ difference against the baseline, and a verdict under the rule stated in the repo
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -29,10 +30,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from regexp.config import compose
-from regexp.paths import CONF
+from regexp.compose import compose
 from regexp.errors import UserError
-from regexp.rundir import run_name
+from regexp.keys import TRAINING, essential, run_name
+from regexp.paths import CONF
 
 log = logging.getLogger("regexp.reproduce")
 
@@ -67,14 +68,6 @@ def experiments() -> list[str]:
     return sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
-def _identity(cfg: DictConfig) -> str:
-    """What makes two runs the same training: the config minus names and citations."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("experiment_name", None)
-    plain.pop("published", None)
-    return OmegaConf.to_yaml(OmegaConf.create(plain))
-
-
 def plan_runs(names: list[str], seeds: int, overrides: list[str], out: Path):
     """Every (experiment, variant, seed) -> run folder; the distinct configs to train."""
     where: dict[tuple[str, str, int], Path] = {}
@@ -89,7 +82,7 @@ def plan_runs(names: list[str], seeds: int, overrides: list[str], out: Path):
                 with open_dict(cfg):
                     cfg.seed = seed
                     cfg.dataset.split_seed = seed
-                key = _identity(cfg)
+                key = json.dumps(essential(cfg, TRAINING), sort_keys=True)
                 if key not in todo:
                     folder = out / "runs" / run_name(name, cfg.reg.name) / f"seed_{seed}"
                     todo[key] = (cfg, folder)
@@ -98,29 +91,21 @@ def plan_runs(names: list[str], seeds: int, overrides: list[str], out: Path):
 
 
 def train_all(todo: list[tuple[DictConfig, Path]]) -> None:
-    """Train the distinct configs in fused groups and write their folders."""
-    from regexp.config import validate
-    from regexp.fused import fit_members, group_key
-    from regexp.run import finish, prepare
+    """Train the distinct configs through the pipeline, in fused groups, and write their
+    folders."""
+    from regexp import pipeline
 
-    groups: dict[str, list] = {}
-    for cfg, folder in todo:
-        groups.setdefault(group_key(cfg, validate(cfg)), []).append((cfg, folder))
-    for i, members in enumerate(groups.values(), start=1):
-        cfg0 = members[0][0]
-        log.info(
-            "group %d/%d: %s, %d runs",
-            i,
-            len(groups),
-            run_name(cfg0.experiment_name, cfg0.reg.name),
-            len(members),
-        )
-        jobs = [prepare(cfg) for cfg, _ in members]
-        start = time.perf_counter()
-        histories = fit_members(jobs)
-        seconds = (time.perf_counter() - start) / len(jobs)
-        for job, history, (_, folder) in zip(jobs, histories, members, strict=True):
-            finish(job, history, seconds, folder, None, f"fused (group of {len(jobs)})")
+    planned = [pipeline.plan(cfg, folder, fused=True) for cfg, folder in todo]
+    groups = pipeline.groups(pipeline.claim(planned, "--out"))
+    for i, group in enumerate(groups, start=1):
+        cfg0 = group[0].cfg
+        name = run_name(cfg0.experiment_name, cfg0.reg.name)
+        log.info("group %d/%d: %s, %d runs", i, len(groups), name, len(group))
+        trained = pipeline.train(group)
+        for index in range(len(group)):
+            trained.write(index)
+        if trained.interrupted:
+            raise KeyboardInterrupt
 
 
 def verdict(pub: dict, diff: tuple[float, float, float], level: tuple) -> str:
@@ -221,9 +206,7 @@ def analyse(names: list[str], seeds: int, where: dict, out: Path):
             doc.image(path, "train (solid) and validation (dashed) loss, mean and 95 % band")
         if "rho" in cfg.reg:
             last = f"h{cfg.model.depth}"
-            values = np.concatenate(
-                [np.load(r.path / "activations.npz")[last].ravel() for r in runs["regularized"]]
-            )
+            values = np.concatenate([r.activations[last].ravel() for r in runs["regularized"]])
             path = figures / f"{name}_activations.png"
             plots.pooled_histogram(
                 values,

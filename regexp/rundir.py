@@ -1,13 +1,22 @@
-"""Run folders: what a run writes, and the rule that makes a folder complete.
+"""Run folders: the one module that reads and writes them.
 
 A run folder holds ``config.yaml`` (the resolved config), ``env.json``, ``model.txt``,
 ``history.csv``, the PNG figures and, written last and atomically, ``metrics.json``.
 A folder is a complete run when its ``metrics.json`` says ``"status": "completed"``;
 a diverged or interrupted run says so there, and a killed one has no ``metrics.json``.
+
+``guard`` is the one check every entry point passes before training into a folder: it
+skips a folder that ``resume`` finds complete for the same config and refuses one that
+holds another complete run.
+
+Reports, ``ls``, ``show``, ``compare``, ``verify``, resuming and the launchers read
+folders through ``read_metrics``, ``read_config`` and ``read_history``: a missing or
+damaged file reads as "no record" rather than an error.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import platform
@@ -20,7 +29,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from regexp.errors import UserError
+from regexp.keys import HASH, fingerprint
+
 METRICS = "metrics.json"
+CONFIG = "config.yaml"
+HISTORY = "history.csv"
+ENV = "env.json"
+ACTIVATIONS = "activations.npz"
+MODEL_SUMMARY = "model.txt"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -39,21 +56,122 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
-def run_name(experiment: str | None, reg: str) -> str:
-    """A run's short name: ``<experiment>_<reg>`` for an experiment, else the reg name.
+# --- writing -------------------------------------------------------------------------
 
-    Registered as the ``run_name`` resolver, so folder names and titles agree.
+
+def write_config(run_dir: Path, cfg: DictConfig) -> None:
+    """``config.yaml``: the config exactly as it runs, interpolations resolved."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / CONFIG, resolve=True)
+
+
+def write_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """``metrics.json``, atomically: the last file a run writes."""
+    write_json_atomic(run_dir / METRICS, record)
+
+
+def write_history(run_dir: Path, history: dict[str, list[float]]):
+    """``history.csv``: one row per epoch, the engine's series plus ``penalty`` (the mean
+    total loss minus the mean data loss) and ``val_penalty``. Returns the table."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame(history)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    frame["penalty"] = frame["loss"] - frame["data_loss"]
+    frame["val_penalty"] = frame["val_loss"] - frame["val_data_loss"]
+    frame.to_csv(run_dir / HISTORY, index=False)
+    return frame
+
+
+def write_env(run_dir: Path, record: dict[str, Any]) -> None:
+    write_json_atomic(run_dir / ENV, record)
+
+
+def write_text(run_dir: Path, name: str, text: str) -> None:
+    (run_dir / name).write_text(text)
+
+
+def write_activations(run_dir: Path, arrays: dict) -> None:
+    """``activations.npz``: each hidden layer's output on the test split."""
+    import numpy as np
+
+    np.savez_compressed(run_dir / ACTIVATIONS, **arrays)
+
+
+def guard(run_dir: Path, cfg: DictConfig, key: str) -> bool:
+    """The one guard before training into ``run_dir``: False when ``resume`` is set and
+    the folder holds a completed run of exactly this config (nothing to do); a
+    ``UserError`` when it holds any other complete run (nothing is overwritten); else
+    True. Writes nothing.
+
+    ``key`` names the setting that chose the folder (``hydra.run.dir`` or
+    ``hydra.sweep.dir``), for the message.
     """
-    return f"{experiment}_{reg}" if experiment else str(reg)
+    run_dir = Path(run_dir)
+    if cfg.get("resume") and completed_with(run_dir, cfg):
+        return False
+    if is_complete(run_dir):
+        hint = (f"pass resume={run_dir.parent} to finish that sweep, or choose another {key}"
+                if key == "hydra.sweep.dir" else f"set {key} to a new folder")  # fmt: skip
+        raise UserError(f"{run_dir} already holds a complete run; {hint} (nothing was overwritten)")
+    return True
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """``metrics.json`` as a dict, or None if there is none or it is damaged.
+
+    Folders written before the engine was recorded as data (``"fused (group of 4)"``)
+    read as ``"engine": "fused", "group_size": 4``.
+    """
+    try:
+        record = json.loads((Path(run_dir) / METRICS).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    engine = str(record.get("engine", ""))
+    if engine.startswith("fused (group of "):
+        record["engine"], record["group_size"] = "fused", int(engine.split()[-1].rstrip(")"))
+    return record
+
+
+def read_config(run_dir: Path) -> DictConfig:
+    """``config.yaml``; a ``UserError`` naming the file if it is missing or unreadable."""
+    path = Path(run_dir) / CONFIG
+    try:
+        return OmegaConf.load(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read the run's config ({e})") from None
+
+
+def read_history(run_dir: Path):
+    import pandas as pd
+
+    return pd.read_csv(Path(run_dir) / HISTORY)
+
+
+def read_activations(run_dir: Path) -> dict:
+    """``activations.npz`` by layer; {} if there is none or it is damaged."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(Path(run_dir) / ACTIVATIONS, allow_pickle=False) as npz:
+            return dict(npz)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return {}
 
 
 def status(run_dir: Path) -> str | None:
     """``completed``, ``diverged`` or ``interrupted`` from ``metrics.json``; None without one
     (never finished, or killed)."""
-    try:
-        return json.loads((Path(run_dir) / METRICS).read_text()).get("status")
-    except (OSError, ValueError):
-        return None
+    record = read_metrics(run_dir)
+    return None if record is None else record.get("status")
 
 
 def is_complete(run_dir: Path) -> bool:
@@ -62,25 +180,53 @@ def is_complete(run_dir: Path) -> bool:
 
 def completed_with(run_dir: Path, cfg: DictConfig) -> bool:
     """True when ``run_dir`` holds a completed run of exactly this config (resuming)."""
-    if not is_complete(run_dir):
-        return False
-    recorded = json.loads((Path(run_dir) / METRICS).read_text()).get("config_hash")
-    return recorded == config_hash(cfg)
+    record = read_metrics(run_dir) or {}
+    return record.get("status") == "completed" and record.get("config_hash") == config_hash(cfg)
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """A run's identity for resuming: its resolved config, paths and ``resume`` left out."""
-    import hashlib
-
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("resume", None)
-    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
+    """A run's identity for resuming: its resolved config without ``keys.HASH``."""
+    return fingerprint(cfg, HASH)
 
 
-def write_config(run_dir: Path, cfg: DictConfig) -> None:
-    """``config.yaml``: the config exactly as it ran, interpolations resolved."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+def is_run(folder: Path) -> bool:
+    """A folder made by regexp for one run (finished or not)."""
+    folder = Path(folder)
+    return folder.name != ".hydra" and (folder / CONFIG).is_file()
+
+
+def find_runs(paths: list[str]) -> list[Path]:
+    """Run folders with a ``metrics.json``, at or under each path or glob."""
+    found: list[Path] = []
+    for pattern in paths:
+        matches = [Path(p) for p in sorted(glob.glob(pattern))] or [Path(pattern)]
+        for p in matches:
+            if p.is_file() and p.name == METRICS:
+                found.append(p.parent)
+            elif p.is_dir():
+                found += sorted(m.parent for m in p.rglob(METRICS))
+    return list(dict.fromkeys(found))
+
+
+def job_folders(sweep: Path) -> list[Path]:
+    """The run folders of a sweep, whatever ``hydra.sweep.subdir`` named them."""
+    return sorted(p.parent for p in Path(sweep).rglob(CONFIG) if is_run(p.parent))
+
+
+def sweep_outcomes(sweep: Path) -> list[tuple[Path, str, int | None]]:
+    """(job folder, status, diverged epoch) of every job folder of a sweep; a folder
+    without a record is ``unfinished``."""
+    outcomes = []
+    for folder in job_folders(sweep):
+        record = read_metrics(folder)
+        if record is None:
+            outcomes.append((folder, "unfinished", None))
+        else:
+            outcomes.append((folder, record.get("status", "?"), record.get("diverged_epoch")))
+    return outcomes
+
+
+# --- the environment record ----------------------------------------------------------
 
 
 def _version(package: str) -> str | None:

@@ -20,7 +20,7 @@ def write_tensorboard(run_dir: Path, history: pd.DataFrame, job) -> Path:
     the test split, from the weights the engine snapshot there (``Job.snapshots``)."""
     import tensorflow as tf
 
-    from regexp.diagnostics import StackedNetwork
+    from regexp.network import StackedNetwork
 
     folder = run_dir / "tensorboard"
     names = [weight.path for weight in job.model.weights]  # the order of get_weights()
@@ -54,7 +54,7 @@ def log_mlflow(run_dir: Path, cfg, history: pd.DataFrame, result: dict) -> str:
     from mlflow.entities import Metric
     from omegaconf import OmegaConf
 
-    from regexp.report import flatten
+    from regexp.keys import flatten
 
     mlflow.set_tracking_uri(str(cfg.tracking.uri))
     name = str(cfg.tracking.experiment)

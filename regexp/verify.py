@@ -8,34 +8,24 @@ folder. Every number of ``metrics.json`` (timings and names aside) and every cel
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from regexp import rundir
 from regexp.errors import UserError
-from regexp.rundir import METRICS
+from regexp.keys import flatten
 
-NOT_RESULTS = ("train_seconds", "engine", "name", "config_hash")
-
-
-def _numbers(node, prefix: str = "") -> dict[str, object]:
-    if isinstance(node, dict):
-        out: dict[str, object] = {}
-        for k, v in node.items():
-            out.update(_numbers(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: node}
+NOT_RESULTS = ("train_seconds", "engine", "group_size", "name", "config_hash")
 
 
 def compare(recorded: Path, rerun: Path) -> tuple[list[str], float]:
     """What differs between two run folders' results (empty when they match bit for bit),
     and the largest relative difference over all of them."""
-    a = _numbers(json.loads((recorded / METRICS).read_text()))
-    b = _numbers(json.loads((rerun / METRICS).read_text()))
+    a = flatten(rundir.read_metrics(recorded) or {})
+    b = flatten(rundir.read_metrics(rerun) or {})
     diffs, largest = [], 0.0
     for key in sorted(set(a) | set(b)):
         if key in NOT_RESULTS or a.get(key) == b.get(key):
@@ -48,7 +38,7 @@ def compare(recorded: Path, rerun: Path) -> tuple[list[str], float]:
         else:
             largest = float("inf")
         diffs.append(f"metrics.json {key}: recorded {x!r}, re-run {y!r}{rel}")
-    ha, hb = (pd.read_csv(p / "history.csv") for p in (recorded, rerun))
+    ha, hb = (rundir.read_history(p) for p in (recorded, rerun))
     if list(ha.columns) != list(hb.columns) or len(ha) != len(hb):
         diffs.append(f"history.csv: recorded {ha.shape}, re-run {hb.shape}")
     else:
@@ -67,21 +57,21 @@ def compare(recorded: Path, rerun: Path) -> tuple[list[str], float]:
 
 
 def verify(run_dir: Path) -> tuple[list[str], float]:
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
-    from regexp.run import train
+    from regexp import pipeline
 
     run_dir = Path(run_dir)
-    if not (run_dir / METRICS).is_file() or not (run_dir / "config.yaml").is_file():
+    recorded = rundir.read_metrics(run_dir)
+    if recorded is None or not (run_dir / rundir.CONFIG).is_file():
         raise UserError(f"verify: {run_dir} is not a run folder (no metrics.json or config.yaml)")
-    recorded = json.loads((run_dir / METRICS).read_text())
     if recorded.get("status") != "completed":
         raise UserError(f"verify: {run_dir} did not complete (status {recorded.get('status')!r})")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    with open_dict(cfg):
-        cfg.trainer.engine = str(recorded.get("engine", cfg.trainer.engine)).split()[0]
+    cfg = rundir.read_config(run_dir)
+    with open_dict(cfg):  # the engine it recorded; a fused member re-runs as a group of one
+        cfg.trainer.engine = recorded.get("engine", cfg.trainer.engine)
     with tempfile.TemporaryDirectory(prefix="regexp-verify-") as tmp:
-        train(cfg, Path(tmp) / "rerun")
+        pipeline.run(cfg, Path(tmp) / "rerun")
         return compare(run_dir, Path(tmp) / "rerun")
 
 

@@ -4,7 +4,7 @@ import sys
 
 from absl import logging as absl_logging
 
-from regexp.config import compose as make_cfg
+from regexp.compose import compose as make_cfg
 
 # absl (loaded with TensorFlow) keeps the sys.stderr of the moment it loads, and closes it
 # when Hydra reconfigures logging if sys.stderr has changed since: under pytest, that is

@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from regexp.config import layer_plan, validate
+from regexp.config import validate
 from regexp.errors import ConfigError
+from regexp.plan import layer_plan
 from tests.conftest import make_cfg
 
 
@@ -145,10 +146,9 @@ def test_checking_a_keras_target_does_not_load_tensorflow():
 
 def test_the_readme_recipe_example_is_valid():
     import re
+    from pathlib import Path
 
     from omegaconf import OmegaConf, open_dict
-
-    from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = re.search(r"```yaml\n(defaults: \[none\]\n.*?)```", readme, re.S).group(1)

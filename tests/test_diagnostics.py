@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regexp.config import LayerPlan
 from regexp.diagnostics import Diagnostics
 from regexp.engines import ENGINES
 from regexp.fused import fit_members
-from regexp.run import prepare
+from regexp.pipeline import prepare
+from regexp.plan import LayerPlan
 from tests.conftest import make_cfg
 
 
@@ -46,7 +46,7 @@ def test_values_on_a_tiny_network_match_a_hand_computation():
 def test_diagnostics_agree_with_the_models_own_penalties():
     """penalty_* summed equals Keras' model.losses on the validation split."""
     job = prepare(make_cfg("experiment=b6_all", "trainer.epochs=2"))
-    history = pd.DataFrame(ENGINES["compiled"]().fit(job))
+    history = pd.DataFrame(ENGINES["compiled"]([job])[0])
     from regexp.model import total_penalty
 
     expected = total_penalty(job.model, job.data.x_val, job.loss_penalties)
@@ -70,7 +70,7 @@ def test_every_engine_records_the_same_diagnostics():
     overrides = ["experiment=b7_kl_sparsity", "trainer.epochs=2", "trainer.shuffle=false"]
     runs = {}
     for engine in ("keras", "compiled"):
-        runs[engine] = pd.DataFrame(ENGINES[engine]().fit(prepare(make_cfg(*overrides))))
+        runs[engine] = pd.DataFrame(ENGINES[engine]([prepare(make_cfg(*overrides))])[0])
     runs["fused"] = pd.DataFrame(fit_members([prepare(make_cfg(*overrides))])[0])
     columns = [c for c in runs["keras"].columns if c.startswith(("penalty_", "l1_", "act_"))]
     assert "penalty_h5_activity" in columns and "act_zero_h5" in columns

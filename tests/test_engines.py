@@ -8,11 +8,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from regexp.cli import main
-from regexp.config import validate
-from regexp.engines import ENGINES, batch_orders
-from regexp.fused import fit_members, group_key
+from regexp.engines import ENGINES
+from regexp.fused import fit_members
+from regexp.pipeline import group_key, plan, prepare
 from regexp.reproduce import experiments
-from regexp.run import prepare
+from regexp.training import batch_orders
 from tests.conftest import make_cfg
 
 SERIES = ["loss", "data_loss", "accuracy", "val_loss", "val_data_loss", "val_accuracy"]
@@ -20,7 +20,7 @@ SERIES = ["loss", "data_loss", "accuracy", "val_loss", "val_data_loss", "val_acc
 
 def _history(engine, *overrides):
     job = prepare(make_cfg(*overrides, f"trainer.engine={engine}"))
-    return pd.DataFrame(ENGINES[engine]().fit(job))[SERIES]
+    return pd.DataFrame(ENGINES[engine]([job])[0])[SERIES]
 
 
 def _max_rel(a: pd.DataFrame, b: pd.DataFrame) -> float:
@@ -49,7 +49,7 @@ def test_each_fused_member_matches_its_own_compiled_run(experiment):
     """Members differ in seed, strength and learning rate; each keeps its own numbers."""
     base = [f"experiment={experiment}", "trainer.epochs=3"]
     jobs = [prepare(make_cfg(*base, *m)) for m in MEMBERS]
-    assert len({group_key(j.cfg, j.plans) for j in jobs}) == 1
+    assert len({group_key(plan(j.cfg, "-", fused=True)) for j in jobs}) == 1
     fused = fit_members(jobs)
     for member, history in zip(MEMBERS, fused, strict=True):
         alone = _history("compiled", *base, *member)
@@ -63,7 +63,7 @@ def test_fused_final_weights_are_left_in_each_members_model():
     jobs = [prepare(make_cfg(*base, f"seed={s}")) for s in (0, 1)]
     fit_members(jobs)
     alone = prepare(make_cfg(*base, "seed=1"))
-    ENGINES["compiled"]().fit(alone)
+    ENGINES["compiled"]([alone])[0]
     for w_fused, w_alone in zip(jobs[1].model.get_weights(), alone.model.get_weights(),
                                 strict=True):  # fmt: skip
         np.testing.assert_allclose(w_fused, w_alone, rtol=1e-4, atol=1e-6)
@@ -78,8 +78,7 @@ def test_batch_orders_are_per_seed_permutations():
 
 
 def _key(*overrides):
-    cfg = make_cfg(*overrides)
-    return group_key(cfg, validate(cfg))
+    return group_key(plan(make_cfg(*overrides), "-", fused=True))
 
 
 def test_what_can_and_cannot_be_fused():
@@ -109,7 +108,8 @@ def test_fused_sweep_writes_the_folders_a_basic_sweep_writes(tmp_path):
         assert _max_rel(hf[SERIES], hb[SERIES]) < 1e-4
         mf, mb = (json.loads((p / "metrics.json").read_text()) for p in (fused, basic))
         assert mf.keys() == mb.keys()
-        assert mf["engine"].startswith("fused (group of 4)") and mb["engine"] == "compiled"
+        assert (mf["engine"], mf["group_size"]) == ("fused", 4)
+        assert (mb["engine"], mb["group_size"]) == ("compiled", 1)
         assert mf["test_data_loss"] == pytest.approx(mb["test_data_loss"], rel=1e-4)
 
 
@@ -119,3 +119,4 @@ def test_keras_engine_jobs_are_not_fused(tmp_path):
                  f"hydra.sweep.dir={out}"]) == 0  # fmt: skip
     engines = {json.loads(p.read_text())["engine"] for p in out.glob("*/metrics.json")}
     assert engines == {"keras"}
+

@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 
 from regexp.cli import main
-from regexp.engines import ENGINES, outcome
+from regexp.engines import ENGINES
 from regexp.fused import fit_members
-from regexp.run import prepare
+from regexp.pipeline import prepare
+from regexp.training import outcome
 from regexp.verify import verify
 from tests.conftest import make_cfg
 
@@ -44,7 +45,7 @@ CATALOGUE = [
     (["trainer.epochs=0"], "trainer.epochs=0 is not accepted; expected an integer >= 1"),
     (["trainer.epochs=ten"], "trainer.epochs='ten' is not accepted; expected an integer >= 1"),
     (["trainer.batch_size=-5"], "trainer.batch_size=-5 is not accepted"),
-    (["trainer.engine=jax"], "trainer.engine='jax' is not accepted; expected one of compiled"),
+    (["trainer.engine=jax"], "trainer.engine='jax' is not accepted; expected one of auto, compiled"),
     (["trainer.threads=-1"], "trainer.threads=-1 is not accepted; expected an integer >= 0"),
     (["model.depth=0"], "model.depth=0 is not accepted; expected an integer >= 1"),
     (["model.depth=2.5"], "model.depth=2.5 is not accepted"),
@@ -126,7 +127,7 @@ def test_no_traceback_unless_hydra_full_error(tmp_path):
 
 @pytest.mark.parametrize("engine", ["keras", "compiled", "fused"])
 def test_divergence_stops_at_that_epoch_in_every_engine(engine, tmp_path):
-    from regexp.run import train
+    from regexp.pipeline import run as train
 
     cfg = make_cfg("experiment=b4_l1_activity", "optimizer.lr=1e4", "trainer.epochs=6",
                    f"trainer.engine={engine}")  # fmt: skip
@@ -143,9 +144,9 @@ def test_a_diverged_member_does_not_stop_its_group():
             for lr in (0.001, 1e4, 0.002)]  # fmt: skip
     histories = fit_members(jobs)
     assert [outcome(h, 4)[0] for h in histories] == ["completed", "diverged", "completed"]
-    alone = ENGINES["compiled"]().fit(
-        prepare(make_cfg("experiment=b4_l1_activity", "optimizer.lr=0.002", "trainer.epochs=4"))
-    )
+    alone = ENGINES["compiled"](
+        [prepare(make_cfg("experiment=b4_l1_activity", "optimizer.lr=0.002", "trainer.epochs=4"))]
+    )[0]
     np.testing.assert_allclose(histories[2]["loss"], alone["loss"], rtol=1e-5)
 
 
@@ -241,7 +242,7 @@ def test_without_resume_a_complete_sweep_is_not_overwritten(tmp_path, capsys):
 
 
 def test_verify_confirms_a_run_and_catches_a_change(tmp_path, capsys):
-    from regexp.run import train
+    from regexp.pipeline import run as train
 
     train(make_cfg("experiment=b7_kl_sparsity", "trainer.epochs=3"), tmp_path / "run")
     diffs, largest = verify(tmp_path / "run")

@@ -39,12 +39,12 @@ RAY = ["+hydra.launcher.ray.init.include_dashboard=false", "+hydra.launcher.ray.
 @pytest.mark.parametrize(
     "launcher, engine",
     [
-        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "compiled"),
-        (["hydra/launcher=submitit_local"], "compiled"),
-        (["hydra/launcher=ray", *RAY], "compiled"),
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ("compiled", 1)),
+        (["hydra/launcher=submitit_local"], ("compiled", 1)),
+        (["hydra/launcher=ray", *RAY], ("compiled", 1)),
         # fused groups shipped to workers as single jobs
-        (["hydra/launcher=fused_submitit_local"], "fused (group of 4)"),
-        (["hydra/launcher=fused_ray", "hydra.launcher.max_members=2", *RAY], "fused (group of 2)"),
+        (["hydra/launcher=fused_submitit_local"], ("fused", 4)),
+        (["hydra/launcher=fused_ray", "hydra.launcher.max_members=2", *RAY], ("fused", 2)),
     ],
     ids=["joblib", "submitit_local", "ray", "fused_submitit_local", "fused_ray"],
 )
@@ -60,7 +60,7 @@ def test_other_launchers_write_the_same_run_folders(launcher, engine, fused, tmp
         ha, hb = pd.read_csv(a / "history.csv"), pd.read_csv(b / "history.csv")
         assert ((ha[SERIES] - hb[SERIES]).abs() <= 1e-4 * hb[SERIES].abs()).all().all()
         record = json.loads((a / "metrics.json").read_text())
-        assert (record["status"], record["engine"]) == ("completed", engine)
+        assert (record["status"], record["engine"], record["group_size"]) == ("completed", *engine)
         env = json.loads((a / "env.json").read_text())  # workers do not fight over cores
         assert env["tf_threads"] == {"intra_op": 1, "inter_op": 1}
     if "fused_submitit_local" in launcher[0]:  # the folder names its Slurm/submitit job
@@ -181,7 +181,7 @@ def test_shell_completion_through_hydra(tmp_path):
 def test_the_slurm_example_configures_submitit():
     from hydra import compose, initialize_config_dir
 
-    from regexp.config import register_resolvers
+    from regexp.compose import register_resolvers
     from regexp.paths import CONF
 
     register_resolvers()

@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 
-from regexp.config import layer_plan
 from regexp.custom_regularizers import L3, KLSparsity
 from regexp.model import build_model, compile_model
+from regexp.plan import layer_plan
 from tests.conftest import make_cfg
 
 

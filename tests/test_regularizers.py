@@ -102,3 +102,4 @@ def test_bad_specs_are_rejected_with_their_key(spec, key):
 def test_custom_regularizers_validate_their_arguments(make):
     with pytest.raises(ValueError):
         make()
+

@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from regexp.cli import main
-from regexp.run import train
+from regexp.pipeline import run as train
 from tests.conftest import make_cfg
 
 FILES = {"config.yaml", "env.json", "model.txt", "history.csv", "metrics.json",

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regexp.run import train
+from regexp.pipeline import run as train
 from tests.conftest import make_cfg
 
 
@@ -30,7 +30,7 @@ def _span(buckets):
 
 
 def test_tensorboard_events_hold_the_history_and_histograms(tmp_path):
-    from regexp.run import prepare
+    from regexp.pipeline import prepare
 
     cfg = make_cfg("experiment=b7_kl_sparsity", "trainer.epochs=20", "trainer.tensorboard=true")
     train(cfg, tmp_path / "run")

@@ -1,0 +1,84 @@
+"""Config keys: one ``flatten``, a run's name, and the config without the keys that do
+not matter for a purpose.
+
+Each purpose is a named set of dotted keys (a key also covers everything under it):
+
+- ``HASH``: a run's identity when resuming. Only ``resume`` itself is left out.
+- ``TRAINING``: what makes two runs the same training: names and citations left out too
+  (``make reproduce-all`` trains B1, B4 and B5's shared baseline once).
+- ``GROUP``: what members of one fused group may differ in: the seed and split, the
+  learning rate and every strength of ``reg`` (the kinds and places of the penalties are
+  compared separately, from the layer plan), and the engine choice.
+- ``REPORT``: what only tells runs of one recipe apart in a report: the seed and split,
+  names and citations, the engine and the thread count.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+HASH = ("resume",)
+TRAINING = (*HASH, "experiment_name", "published")
+GROUP = (*TRAINING, "seed", "dataset.split_seed", "optimizer.lr", "reg", "trainer.engine")
+REPORT = ("seed", "dataset.split_seed", "experiment_name", "published", "trainer.engine",
+          "trainer.threads")  # fmt: skip
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"reg.hidden.activity.lam": 0.01, ...}``.
+
+    Lists become JSON text and an empty mapping ``"{}"``, so every value is a scalar that
+    fits a table cell.
+    """
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out if out or not prefix else {prefix[:-1]: "{}"}
+    if isinstance(node, list):
+        return {prefix[:-1]: json.dumps(node)}
+    return {prefix[:-1]: node}
+
+
+def covered(key: str, keys: Iterable[str]) -> bool:
+    """Whether a dotted ``key`` is one of ``keys`` or lies under one of them."""
+    return any(key == k or key.startswith(f"{k}.") for k in keys)
+
+
+def without(plain: dict, keys: Iterable[str]) -> dict:
+    """A copy of the nested mapping ``plain`` without ``keys`` (dotted paths)."""
+    out = json.loads(json.dumps(plain))
+    for key in keys:
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return out
+
+
+def essential(cfg, keys: Iterable[str]) -> dict:
+    """The resolved config (a DictConfig or a plain mapping) without ``keys``."""
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+    return without(plain, keys)
+
+
+def fingerprint(cfg, keys: Iterable[str]) -> str:
+    """``essential(cfg, keys)`` as a short stable hash."""
+    import hashlib
+
+    text = json.dumps(essential(cfg, keys), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_name(experiment: str | None, reg: str) -> str:
+    """A run's short name: ``<experiment>_<reg>`` for an experiment, else the reg name.
+
+    Registered as the ``run_name`` resolver, so folder names and titles agree.
+    """
+    return f"{experiment}_{reg}" if experiment else str(reg)

@@ -1,0 +1,123 @@
+"""The optimizer catalogue: name -> Keras optimizer and the same update rule on stacked
+weights, with one table of hyperparameters and their defaults (Keras' own).
+
+A config's ``optimizer`` group has ``name`` and ``lr``, and may set any hyperparameter
+of the table (``optimizer.momentum=0.9`` for SGD, ``+optimizer.beta_1=0.8`` for Adam).
+The Keras optimizer is built with every hyperparameter passed explicitly, and the fused
+engine's update rule reads the same values, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from regexp.checks import positive, unit_interval
+from regexp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """One optimizer: its Keras class, and its hyperparameters with their defaults and
+    checks. ``update`` is its rule on stacked variables (see ``Stacked``)."""
+
+    name: str
+    keras_class: str
+    defaults: Mapping[str, float]
+    checks: Mapping[str, Callable[[str, Any], float]]
+    update: Callable
+    slots: int  # optimizer state variables per weight
+
+    def hyper(self, cfg: Mapping[str, Any]) -> dict[str, float]:
+        """The hyperparameters a config asks for: the defaults, overridden by ``cfg``."""
+        return {k: float(v if cfg.get(k) is None else cfg[k]) for k, v in self.defaults.items()}
+
+    def validate(self, cfg: Mapping[str, Any]) -> None:
+        positive("optimizer.lr", cfg.get("lr"))
+        for key in cfg:
+            if key not in ("name", "lr", *self.defaults):
+                accepted = ", ".join(("name", "lr", *self.defaults))
+                raise ConfigError(f"optimizer.{key}", cfg[key], f"a key of {self.name}: {accepted}")
+        for key, check in self.checks.items():
+            if cfg.get(key) is not None:
+                check(f"optimizer.{key}", cfg[key])
+
+    def keras(self, cfg: Mapping[str, Any]):
+        """The Keras optimizer with this config's learning rate and hyperparameters."""
+        from hydra.utils import get_class
+
+        return get_class(self.keras_class)(learning_rate=float(cfg["lr"]), **self.hyper(cfg))
+
+
+def _adam(h, lr, t, g, v, slots) -> None:
+    """Keras' Adam: ``alpha = lr sqrt(1 - b2^t) / (1 - b1^t)``, ``m += (g - m)(1 - b1)``,
+    ``s += (g^2 - s)(1 - b2)``, ``v -= alpha m / (sqrt(s) + eps)``."""
+    import tensorflow as tf
+
+    b1, b2, eps = h["beta_1"], h["beta_2"], h["epsilon"]
+    m, s = slots
+    alpha = lr * tf.sqrt(1 - tf.pow(b2, t)) / (1 - tf.pow(b1, t))
+    m.assign_add((g - m) * (1 - b1))
+    s.assign_add((tf.square(g) - s) * (1 - b2))
+    v.assign_sub((m * alpha) / (tf.sqrt(s) + eps))
+
+
+def _rmsprop(h, lr, t, g, v, slots) -> None:
+    """Keras' RMSprop: ``s = rho s + (1 - rho) g^2``, ``v -= lr g / sqrt(s + eps)``."""
+    import tensorflow as tf
+
+    rho, eps = h["rho"], h["epsilon"]
+    (s,) = slots
+    s.assign(rho * s + (1 - rho) * tf.square(g))
+    v.assign_sub(lr * g / tf.sqrt(s + eps))
+
+
+def _sgd(h, lr, t, g, v, slots) -> None:
+    """Keras' SGD: ``v -= lr g``; with momentum ``m = momentum m - lr g``, ``v += m``."""
+    if h["momentum"]:
+        (m,) = slots
+        m.assign(m * h["momentum"] - g * lr)
+        v.assign_add(m)
+    else:
+        v.assign_sub(g * lr)
+
+
+OPTIMIZERS: dict[str, Optimizer] = {
+    o.name: o
+    for o in (
+        Optimizer("adam", "keras.optimizers.Adam",
+                  {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+                  {"beta_1": unit_interval, "beta_2": unit_interval, "epsilon": positive},
+                  _adam, slots=2),
+        Optimizer("sgd", "keras.optimizers.SGD", {"momentum": 0.0},
+                  {"momentum": unit_interval}, _sgd, slots=1),
+        Optimizer("rmsprop", "keras.optimizers.RMSprop", {"rho": 0.9, "epsilon": 1e-7},
+                  {"rho": unit_interval, "epsilon": positive}, _rmsprop, slots=1),
+    )
+}  # fmt: skip
+
+
+class Stacked:
+    """An optimizer's update rule on stacked variables [K, ...], with one learning rate
+    per member: the fused engine's optimizer."""
+
+    def __init__(self, cfg: Mapping[str, Any], lr, variables):
+        import tensorflow as tf
+
+        self.optimizer = OPTIMIZERS[cfg["name"]]
+        self.h, self.lr = self.optimizer.hyper(cfg), lr
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.slots = [
+            [tf.Variable(tf.zeros_like(v), trainable=False) for _ in range(self.optimizer.slots)]
+            for v in variables
+        ]
+
+    def apply(self, grads, variables) -> None:
+        import tensorflow as tf
+
+        t = tf.cast(self.iterations + 1, tf.float32)
+        for g, v, slots in zip(grads, variables, self.slots, strict=True):
+            lr = tf.reshape(self.lr, [-1] + [1] * (len(v.shape) - 1))
+            self.optimizer.update(self.h, lr, t, g, v, slots)
+        self.iterations.assign_add(1)

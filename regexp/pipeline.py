@@ -1,0 +1,273 @@
+"""The one pipeline every job runs, whoever starts it:
+
+    compose -> plan (validate once, choose the engine) -> claim the folder
+            -> group -> prepare -> train -> write the folder
+
+``regexp run`` (one job, or a sweep through any Hydra launcher), the fused launchers
+(in-process, submitit, Ray), ``make reproduce-all``, ``regexp verify`` and ``make bench``
+all call these functions, so every job follows the same rules.
+
+Which engine trains a job is decided once, in ``plan``: ``trainer.engine=auto`` means
+``compiled`` for a job trained alone and ``fused`` where a launcher fuses jobs into
+groups; any other value is used as it is. ``compiled`` and ``keras`` jobs are never
+fused. ``metrics.json`` records the decision as data: ``"engine": "fused",
+"group_size": 4``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from regexp import data as datasets
+from regexp import metrics, plots, rundir
+from regexp.backend import import_keras, threads
+from regexp.config import validate
+from regexp.diagnostics import is_diagnostic
+from regexp.engines import ENGINES, SINGLE
+from regexp.keys import GROUP, essential, run_name
+from regexp.plan import LayerPlan
+from regexp.training import History, Job, outcome, truncate
+
+log = logging.getLogger("regexp.run")
+
+SPLITS = ("train", "val", "test")
+MAX_MEMBERS = 100  # the largest fused group, unless a launcher says otherwise
+
+
+@dataclass(eq=False)  # a job is itself: two jobs with equal configs are still two
+class Planned:
+    """A validated job, its engine decided, and where it writes."""
+
+    cfg: DictConfig
+    plans: list[LayerPlan]
+    engine: str
+    folder: Path
+    overrides: list[str] = field(default_factory=list)
+    num: int | None = None  # its number in a sweep
+
+    @property
+    def label(self) -> str:
+        return f"job #{self.num}" if self.num is not None else str(self.folder)
+
+
+def choose_engine(setting: str, fused: bool) -> str:
+    """``auto`` is ``fused`` where jobs are fused into groups, else ``compiled``."""
+    if setting == "auto":
+        return "fused" if fused else "compiled"
+    return setting
+
+
+def plan(
+    cfg: DictConfig,
+    folder: Path,
+    overrides: Sequence[str] = (),
+    *,
+    fused: bool = False,
+    num: int | None = None,
+) -> Planned:
+    """Validate ``cfg`` (the one validation of a job) and decide its engine; ``fused``
+    says whether the caller trains jobs in fused groups."""
+    plans = validate(cfg)
+    engine = choose_engine(str(cfg.trainer.engine), fused)
+    return Planned(cfg, plans, engine, Path(folder), list(overrides), num)
+
+
+def claim(jobs: Sequence[Planned], key: str) -> list[Planned]:
+    """The jobs that must train, after ``rundir.guard`` has passed every one of them (a
+    refused folder raises before anything is written); each one's folder is then created
+    with its ``config.yaml``, so a job that never gets to run shows as unfinished."""
+    pending = [job for job in jobs if rundir.guard(job.folder, job.cfg, key)]
+    for job in (job for job in jobs if job not in pending):
+        log.info("resume: %s is complete for this config; skipped", job.folder)
+    for job in pending:
+        rundir.write_config(job.folder, job.cfg)
+    return pending
+
+
+def group_key(job: Planned) -> str:
+    """Jobs with equal keys train as one fused model: the same config outside
+    ``keys.GROUP`` (dataset, network, optimizer, schedule) and penalties of the same
+    kinds in the same places. ``compiled`` and ``keras`` jobs each train alone."""
+    if job.engine in SINGLE:
+        return f"{job.engine}:{id(job)}"
+    shape = [list(p.shape) for p in job.plans]
+    return json.dumps({"config": essential(job.cfg, GROUP), "plans": shape}, sort_keys=True)
+
+
+def groups(jobs: Sequence[Planned], max_members: int = MAX_MEMBERS) -> list[list[Planned]]:
+    """Fusable jobs together, in order of first appearance, at most ``max_members`` each."""
+    by_key: dict[str, list[Planned]] = {}
+    for job in jobs:
+        by_key.setdefault(group_key(job), []).append(job)
+    return [g[i : i + max_members] for g in by_key.values() for i in range(0, len(g), max_members)]
+
+
+def prepare(cfg: DictConfig, plans: list[LayerPlan] | None = None) -> Job:
+    """Load the data, and build and compile the model under ``cfg.seed``.
+
+    The initial weights depend only on the structure and the seed, so every engine
+    starts the same job from the same weights.
+    """
+    plans = validate(cfg) if plans is None else plans
+    data = datasets.load(cfg.dataset)
+    keras = import_keras(int(cfg.trainer.threads))
+    from regexp.model import build_model, compile_model
+
+    seed = int(cfg.seed)
+    keras.utils.set_random_seed(seed)
+    model, loss_penalties = build_model(plans, data.n_features, data.n_classes, cfg.reg.mode)
+    compile_model(model, cfg.optimizer, data.binary, loss_penalties)
+    return Job(cfg, plans, data, model, loss_penalties, seed)
+
+
+@dataclass
+class Trained:
+    """A group after training: each job ready to write, with its history."""
+
+    planned: list[Planned]
+    jobs: list[Job]
+    histories: list[History]
+    seconds: float  # training time per job
+
+    @property
+    def interrupted(self) -> bool:
+        return any(
+            outcome(h, int(p.cfg.trainer.epochs))[0] == "interrupted"
+            for p, h in zip(self.planned, self.histories, strict=True)
+        )
+
+    def write(self, index: int) -> dict[str, Any]:
+        """Write job ``index``'s folder; ``metrics.json``'s content."""
+        planned = self.planned[index]
+        return write(self.jobs[index], self.histories[index], self.seconds, planned.folder,
+                     planned.overrides, {"engine": planned.engine,
+                                         "group_size": len(self.planned)})  # fmt: skip
+
+
+def train(group: Sequence[Planned], lead: str = "") -> Trained:
+    """Prepare and train one group (a single job, or a fused group) with its engine."""
+    jobs = [prepare(p.cfg, p.plans) for p in group]
+    start = time.perf_counter()
+    histories = ENGINES[group[0].engine](jobs, lead=lead)
+    return Trained(list(group), jobs, histories, (time.perf_counter() - start) / len(jobs))
+
+
+def run(cfg: DictConfig, folder: Path, overrides: Sequence[str] = (),
+        key: str = "hydra.run.dir") -> dict[str, Any] | None:  # fmt: skip
+    """One job end to end: plan, claim, train alone, write. Returns ``metrics.json``'s
+    content, or None when ``resume`` found the folder complete.
+
+    Raises KeyboardInterrupt after writing the folder of an interrupted run.
+    """
+    job = plan(cfg, folder, overrides)
+    if not claim([job], key):
+        return None
+    result = train([job]).write(0)
+    if result["status"] == "interrupted":
+        raise KeyboardInterrupt
+    return result
+
+
+def write(
+    job: Job,
+    history: History,
+    seconds: float,
+    run_dir: Path,
+    overrides: Sequence[str] | None,
+    engine: dict[str, Any],
+) -> dict[str, Any]:
+    """Write the run folder of a trained job; ``metrics.json`` last. Shared by every engine.
+
+    ``engine`` is what trained it (``{"engine": "fused", "group_size": 4}``). A diverged
+    or interrupted run gets its history so far, its curves, and a ``metrics.json`` whose
+    status says so; no final metrics are computed from it.
+    """
+    from regexp.model import layer_outputs, total_penalty
+
+    cfg, data, model = job.cfg, job.data, job.model
+    status, bad_epoch = outcome(history, int(cfg.trainer.epochs))
+    if bad_epoch is not None:
+        history = truncate(history, bad_epoch)
+    rundir.write_env(run_dir, rundir.env_record(job.seed, list(overrides or []), threads()))
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *a, **k: lines.append(line))
+    rundir.write_text(run_dir, rundir.MODEL_SUMMARY, "\n".join(lines) + "\n")
+    frame = rundir.write_history(run_dir, history)
+    title = run_name(cfg.get("experiment_name"), cfg.reg.name)
+    record = {
+        "status": status,
+        "name": title,
+        **engine,
+        "seed": job.seed,
+        "epochs_run": len(frame),
+        "train_seconds": round(seconds, 3),
+        "config_hash": rundir.config_hash(cfg),
+    }
+    if cfg.trainer.get("tensorboard"):  # a diverged or interrupted run's curves too
+        from regexp.tracking import write_tensorboard
+
+        write_tensorboard(run_dir, frame, job)
+    if status != "completed":
+        if len(frame):
+            plots.curves(frame, run_dir / "loss.png", "loss", f"{title}: loss ({status})")
+        record["diverged_epoch"] = bad_epoch
+        rundir.write_metrics(run_dir, record)
+        log.warning("%s: %s after %d epochs (%s)", title, status, len(frame), run_dir)
+        return record
+
+    final: dict[str, Any] = {}
+    for split in SPLITS:
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        p = np.asarray(model(x, training=False))
+        loss = metrics.data_loss(y, p)
+        penalty = total_penalty(model, x, job.loss_penalties)
+        final[split] = {
+            "accuracy": metrics.accuracy(y, p),
+            "data_loss": loss,
+            "penalty": penalty,
+            "total_loss": loss + penalty,
+            "n": len(x),
+        }
+
+    plots.curves(frame, run_dir / "loss.png", "loss", f"{title}: loss")
+    plots.curves(frame, run_dir / "accuracy.png", "accuracy", f"{title}: accuracy")
+    post, acts = layer_outputs(model, job.plans, data.x_test)
+    rundir.write_activations(run_dir, post)
+    if acts:
+        plots.activations(acts, run_dir / "activations.png", f"{title}: activations on test")
+    if data.n_features == 2:
+        x_all = np.concatenate([data.x_train, data.x_test])
+        y_all = np.concatenate([data.labels(data.y_train), data.labels(data.y_test)])
+        plots.scatter(x_all, y_all, run_dir / "data.png", f"{data.name} (train + test)")
+
+    result = {
+        **record,
+        "val_is_test": data.val_is_test,
+        **{f"{split}_{k}": v for split, vals in final.items() for k, v in vals.items()},
+        "activity_mean": {name: float(a.mean()) for name, a in acts.items()},
+        "diagnostics": {k: float(v) for k, v in frame.iloc[-1].items() if is_diagnostic(k)},
+    }
+    rundir.write_metrics(run_dir, result)
+    if cfg.get("tracking"):  # after metrics.json: a tracking failure cannot spoil the folder
+        from regexp.tracking import log_mlflow
+
+        try:
+            log_mlflow(run_dir, cfg, frame, result)
+        except Exception as e:  # the run itself is complete and recorded
+            log.warning(
+                "MLflow logging failed (%s: %s); the run folder is complete", type(e).__name__, e
+            )
+    log.info(
+        "%s: test accuracy %.4f, test data loss %.4f (%s)",
+        title, result["test_accuracy"], result["test_data_loss"], run_dir,
+    )  # fmt: skip
+    return result
