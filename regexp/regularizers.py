@@ -5,6 +5,7 @@ A regularizer is written in a reg config as a small mapping, either a built-in k
     {kind: l1, lam: 0.01}                  # lam * sum(|x|)
     {kind: l1l2, l1: 0.001, l2: 0.0}       # l1 * sum(|x|) + l2 * sum(x^2)
     {kind: kl, lam: 0.1, rho: 0.05}        # lam * sum_j KL(rho || rho_hat_j)
+    {kind: huber, lam: 0.01, delta: 1.0}   # lam * sum(huber_delta(x))
 
 or any ``keras.regularizers.Regularizer`` subclass reached by import path, with its
 constructor arguments beside it (this is how ``reg=l3`` brings in L3)::
@@ -30,7 +31,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from regexp.checks import open_unit, strength
+from regexp.checks import open_unit, positive, strength
 from regexp.errors import ConfigError
 
 
@@ -156,7 +157,25 @@ class KL(Kind):
         return ops.cast(lam, x.dtype) * ops.sum(kl, axis=_rest(kl))
 
 
-KINDS: dict[str, type[Kind]] = {k.name: k for k in (L1, L2, L1L2, KL)}
+class Huber(Kind):
+    """``loss = lam * sum(huber_delta(x))``, where ``huber_delta(w) = w^2 / 2`` for
+    ``|w| <= delta`` and ``delta * (|w| - delta / 2)`` beyond: quadratic near zero like L2,
+    linear in the tails like L1."""
+
+    name, params = "huber", {"lam": strength, "delta": positive}
+
+    @staticmethod
+    def stacked(x, lam, delta):
+        from keras import ops
+
+        delta = _member(delta, x)
+        a = ops.absolute(x)
+        quadratic = ops.minimum(a, delta)
+        h = 0.5 * ops.square(quadratic) + delta * (a - quadratic)
+        return ops.cast(lam, x.dtype) * ops.sum(h, axis=_rest(x))
+
+
+KINDS: dict[str, type[Kind]] = {k.name: k for k in (L1, L2, L1L2, KL, Huber)}
 ACCEPTED = ", ".join(KINDS) + " (or {_target_: a.Regularizer.subclass, ...})"
 
 

@@ -120,3 +120,33 @@ def test_keras_engine_jobs_are_not_fused(tmp_path):
     engines = {json.loads(p.read_text())["engine"] for p in out.glob("*/metrics.json")}
     assert engines == {"keras"}
 
+
+HUBER = [
+    "reg.hidden.kernel={kind: huber, lam: 0.002, delta: 0.1}",
+    "reg.hidden.bias={kind: huber, lam: 0.01, delta: 0.05}",
+    "reg.hidden.activity={kind: huber, lam: 0.001, delta: 0.5}",
+    "reg.output.kernel={kind: l1, lam: 0.001}",
+]
+
+
+def test_huber_on_kernel_bias_and_activity_trains_alike_in_all_three_engines():
+    base = [
+        "experiment=b4_l1_activity",
+        "reg=none",
+        *HUBER,
+        "trainer.epochs=3",
+        "trainer.shuffle=false",
+    ]
+    fit = _history("keras", *base)
+    compiled = _history("compiled", *base)
+    assert _max_rel(compiled, fit) < 1e-4
+    assert (fit["loss"] - fit["data_loss"] > 0).all()  # the penalties really count
+    members = [
+        ["seed=0"],
+        ["seed=1", "reg.hidden.kernel.delta=0.3", "reg.hidden.activity.lam=0.01"],
+    ]
+    jobs = [prepare(make_cfg(*base, "trainer.shuffle=true", *m)) for m in members]
+    assert len({group_key(plan(j.cfg, "-", fused=True)) for j in jobs}) == 1
+    for member, history in zip(members, fit_members(jobs), strict=True):
+        alone = _history("compiled", *base, "trainer.shuffle=true", *member)
+        assert _max_rel(pd.DataFrame(history)[SERIES], alone) < 1e-4, member

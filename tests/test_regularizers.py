@@ -103,3 +103,68 @@ def test_custom_regularizers_validate_their_arguments(make):
     with pytest.raises(ValueError):
         make()
 
+
+# --- huber: a kind added as one class -----------------------------------------------
+
+
+def np_huber(x, lam, delta):
+    """lam * sum(h), h = x^2 / 2 where |x| <= delta, else delta * (|x| - delta / 2)."""
+    a = np.abs(x)
+    return lam * np.where(a <= delta, 0.5 * a**2, delta * (a - 0.5 * delta)).sum()
+
+
+def test_huber_matches_numpy_on_both_sides_of_delta():
+    assert (np.abs(X) <= 0.5).any() and (np.abs(X) > 0.5).any()
+    reg = to_keras({"kind": "huber", "lam": 0.03, "delta": 0.5})
+    assert float(reg(X)) == pytest.approx(np_huber(X, 0.03, 0.5), rel=1e-6)
+    # far below delta it is L2 / 2; far above, delta * L1 less a constant per entry
+    assert float(to_keras({"kind": "huber", "lam": 1.0, "delta": 100.0})(X)) == pytest.approx(
+        0.5 * (X**2).sum(), rel=1e-6
+    )
+    big = to_keras({"kind": "huber", "lam": 1.0, "delta": 1e-3})(X)
+    assert float(big) == pytest.approx(1e-3 * (np.abs(X) - 5e-4).sum(), rel=1e-5)
+
+
+def test_huber_stacked_gives_each_member_its_own_lam_and_delta():
+    from regexp.regularizers import stacked_penalty
+
+    members = [(0.01, 0.2), (0.1, 1.0), (0.0, 0.5)]
+    specs = [{"kind": "huber", "lam": lam, "delta": d} for lam, d in members]
+    xs = np.stack([X, 2 * X, X[::-1]])
+    got = np.asarray(stacked_penalty(specs)(xs))
+    want = [np_huber(x, lam, d) for x, (lam, d) in zip(xs, members, strict=True)]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_huber_as_an_activity_penalty_is_divided_by_the_batch_size():
+    w = rng.uniform(-0.5, 0.5, size=(5, 6)).astype("float32")
+    spec = {"kind": "huber", "lam": 0.05, "delta": 0.3}
+    layer = keras.layers.Dense(6, activity_regularizer=to_keras(spec))
+    x = rng.uniform(-1, 1, size=(9, 5)).astype("float32")
+    layer.build((None, 5))
+    layer.set_weights([w, np.zeros(6, "float32")])
+    layer(x)
+    assert float(layer.losses[0]) == pytest.approx(np_huber(x @ w, 0.05, 0.3) / 9, rel=1e-5)
+
+
+def test_huber_serializes():
+    reg = to_keras({"kind": "huber", "lam": 0.02, "delta": 0.7})
+    again = keras.regularizers.deserialize(keras.regularizers.serialize(reg))
+    assert again.get_config() == {"kind": "huber", "lam": 0.02, "delta": 0.7}
+    assert float(again(X)) == pytest.approx(np_huber(X, 0.02, 0.7), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "spec, key, accepted",
+    [
+        ({"kind": "huber", "lam": 0.1, "delta": 0}, "k.delta", "a number > 0"),
+        ({"kind": "huber", "lam": 0.1, "delta": "wide"}, "k.delta", "a number > 0"),
+        ({"kind": "huber", "lam": 0.1}, "k.delta", "kind huber needs it"),
+        ({"kind": "huber", "lam": -1, "delta": 1}, "k.lam", "a number >= 0"),
+        ({"kind": "huber", "lam": 1, "delta": 1, "rho": 0.1}, "k.rho", "only lam, delta"),
+    ],
+)
+def test_huber_parameters_are_checked_without_tensorflow(spec, key, accepted):
+    with pytest.raises(ConfigError) as err:
+        validate_spec("k", spec)
+    assert err.value.key == key and accepted in str(err.value)
