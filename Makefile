@@ -10,7 +10,7 @@ SEEDS ?= 10
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,cluster,ray,tensorboard,mlflow]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[dev,cluster,ray,tensorboard,mlflow]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,6 +24,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -33,7 +34,7 @@ reproduce-all: $(STAMP)
 	$(BIN)/python -m regexp.reproduce --seeds $(SEEDS)
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info build dist .pytest_cache .ruff_cache
 
 bench: $(STAMP)
 	$(BIN)/python -m regexp.bench
