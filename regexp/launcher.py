@@ -176,6 +176,9 @@ def train_group_in_worker(
     """``train_group`` in a fresh process: restore Hydra's state and the launch folder."""
     from regexp.errors import UserError
 
+    # submitit cancels a local worker with SIGINT: it must stop even when the sweep was
+    # started in the background, where SIGINT is inherited as ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     Singleton.set_state(singleton_state)
     setup_globals()
     os.chdir(cwd)  # relative sweep folders resolve as they did where the sweep was launched

@@ -45,7 +45,8 @@ CATALOGUE = [
     (["trainer.epochs=0"], "trainer.epochs=0 is not accepted; expected an integer >= 1"),
     (["trainer.epochs=ten"], "trainer.epochs='ten' is not accepted; expected an integer >= 1"),
     (["trainer.batch_size=-5"], "trainer.batch_size=-5 is not accepted"),
-    (["trainer.engine=jax"], "trainer.engine='jax' is not accepted; expected one of auto, compiled"),
+    (["trainer.engine=jax"],
+     "trainer.engine='jax' is not accepted; expected one of auto, compiled"),  # fmt: skip
     (["trainer.threads=-1"], "trainer.threads=-1 is not accepted; expected an integer >= 0"),
     (["model.depth=0"], "model.depth=0 is not accepted; expected an integer >= 1"),
     (["model.depth=2.5"], "model.depth=2.5 is not accepted"),
