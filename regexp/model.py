@@ -140,6 +140,7 @@ def layer_outputs(
              for p in hidden]  # fmt: skip
     seen = [p.name for p in hidden if p.activity is not None]
     probe = keras.Model(model.input, [model.get_layer(n).output for n in after + seen])
-    values = [np.asarray(v) for v in probe(x, training=False)]
+    outputs = probe(x, training=False)  # one output comes back bare, not in a list
+    values = [np.asarray(v) for v in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
     post = {p.name: v for p, v in zip(hidden, values[: len(hidden)], strict=True)}
     return post, dict(zip(seen, values[len(hidden) :], strict=True))

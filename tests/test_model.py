@@ -109,3 +109,48 @@ def test_loss_mode_gives_the_same_total_loss_as_keras_regularizers():
     )  # fmt: skip
     assert via_loss == pytest.approx(via_layers, rel=1e-6)
     assert via_loss == pytest.approx(bce + codes_by_hand, rel=1e-5)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("activity", ["null", "{kind: l1, lam: 0.01}"])
+@pytest.mark.parametrize("position", ["post", "pre"])
+def test_layer_outputs_for_every_depth_from_one(depth, activity, position):
+    """Each hidden layer's output equals a NumPy forward pass of its weights, whatever
+    the depth (depth 1 once crashed after training), width and activity penalty."""
+    from regexp.model import layer_outputs
+
+    overrides = [f"model.depth={depth}", f"model.width={[3, 4, 5][:depth]}",
+                 f"reg.hidden.activity={activity}", f"reg.hidden.position={position}"]  # fmt: skip
+    cfg = make_cfg(*overrides)
+    plans = layer_plan(cfg)
+    model, _ = _build(*overrides)
+    x = np.random.default_rng(0).normal(size=(6, 2)).astype("float32")
+    post, seen = layer_outputs(model, plans, x)
+    assert list(post) == [f"h{i}" for i in range(1, depth + 1)]
+    h = x
+    for i in range(1, depth + 1):
+        kernel, bias = model.get_layer(f"h{i}").get_weights()
+        z = h @ kernel + bias
+        h = np.maximum(z, 0)
+        np.testing.assert_allclose(post[f"h{i}"], h, rtol=1e-5, atol=1e-6)
+        if activity != "null":
+            np.testing.assert_allclose(seen[f"h{i}"], z if position == "pre" else h, atol=1e-6)
+    assert bool(seen) == (activity != "null")
+
+
+@pytest.mark.parametrize("activation", __import__("regexp.plan").plan.ACTIVATIONS)
+def test_every_shipped_activation_is_the_same_in_keras_and_the_stacked_network(activation):
+    """The fused engine and the diagnostics use the stacked network; a Keras model of the
+    same weights must give the same output for every activation a config may name."""
+    from regexp.network import StackedNetwork
+
+    cfg = make_cfg("model.depth=2", "model.width=4", f"model.activation={activation}")
+    plans = layer_plan(cfg)
+    model, _ = _build("model.depth=2", "model.width=4", f"model.activation={activation}")
+    x = np.random.default_rng(1).normal(size=(5, 2)).astype("float32")
+    dense = [model.get_layer(p.name) for p in plans]
+    logits, _ = StackedNetwork([plans]).forward(
+        x[None], [d.kernel[None] for d in dense], [d.bias[None] for d in dense]
+    )
+    probs = keras.activations.sigmoid(logits[0])
+    np.testing.assert_allclose(np.asarray(probs), np.asarray(model(x)), rtol=1e-5, atol=1e-6)

@@ -108,3 +108,14 @@ def test_a_two_job_multirun_writes_two_complete_folders(tmp_path):
         penalties.append(json.loads((job / "metrics.json").read_text())["test_penalty"])
     assert lams == [0.01, 0.001]
     assert penalties[0] > penalties[1] > 0
+
+
+def test_a_one_layer_network_runs_and_sweeps_to_complete_folders(tmp_path, capsys):
+    """depth=1 once trained, then crashed while writing its folder (no metrics.json)."""
+    assert main(["run", "model.depth=1", "trainer.epochs=2", f"hydra.run.dir={tmp_path}/one"]) == 0
+    assert main(["run", "-m", "model.depth=1", "reg=none,l1_activity", "seed=0,1",
+                 "trainer.epochs=2", f"hydra.sweep.dir={tmp_path}/sweep"]) == 0  # fmt: skip
+    files = [tmp_path / "one/metrics.json", *sorted((tmp_path / "sweep").glob("*/metrics.json"))]
+    records = [json.loads(p.read_text()) for p in files]
+    assert len(records) == 5 and {m["status"] for m in records} == {"completed"}
+    assert [m["group_size"] for m in records] == [1, 2, 2, 2, 2]
