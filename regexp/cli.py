@@ -124,9 +124,11 @@ def run(args: list[str]) -> int:
     jobs, then says which failed); 2 bad input; 130 interrupted (Ctrl-C or SIGTERM).
     """
     import signal
+    from contextlib import nullcontext
 
     import hydra
 
+    from regexp import rundir
     from regexp.compose import given, precheck
     from regexp.errors import UserError
     from regexp.paths import CONF
@@ -158,15 +160,14 @@ def run(args: list[str]) -> int:
     saved, saved_term = sys.argv, signal.getsignal(signal.SIGTERM)
     sys.argv = ["regexp", *args]
     signal.signal(signal.SIGTERM, terminate)
+    lock = rundir.Lock(destination.folder, destination.key) if destination else nullcontext()
     try:
-        job()
+        with lock:  # one regexp at a time writes a run or sweep folder
+            job()
+    except UserError as e:  # the folder is locked by another regexp
+        return _fail(e)
     except KeyboardInterrupt:
-        where = ", ".join(str(d) for d, s, _ in _outcomes(destination) if s == "interrupted")
-        print(
-            f"regexp: interrupted; the history so far is recorded as status "
-            f"'interrupted' in {where or 'no folder'}",
-            file=sys.stderr,
-        )
+        print(f"regexp: interrupted; {_interrupted(destination)}", file=sys.stderr)
         return 130
     except SystemExit as e:  # an error found inside Hydra's job or launcher, already printed
         return e.code if isinstance(e.code, int) else int(e.code is not None)
@@ -187,6 +188,25 @@ def run(args: list[str]) -> int:
         )
         return 1
     return 0
+
+
+def _interrupted(destination) -> str:
+    """What an interrupt left behind, and how to finish the work."""
+    outcomes = _outcomes(destination)
+    stopped = [str(d) for d, s, _ in outcomes if s == "interrupted"]
+    left = [d for d, s, _ in outcomes if s == "unfinished"]
+    said = []
+    if stopped:
+        said.append(
+            f"the history so far is recorded as status 'interrupted' in {', '.join(stopped)}"
+        )
+    if left:
+        said.append(f"{len(left)} job{'s' if len(left) != 1 else ''} did not train")
+    if not said:
+        said.append("every run that had trained was written first")
+    if destination is not None and destination.multirun and (stopped or left):
+        said.append(f"the same command with resume={destination.folder} trains only what is left")
+    return "; ".join(said)
 
 
 def _outcomes(destination) -> list[tuple[Path, str, int | None]]:

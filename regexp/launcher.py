@@ -109,10 +109,13 @@ class FusedLauncherBase(Launcher):
             print(f"regexp: error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         returns = {job.num: _skipped(job) for job in jobs if job.planned not in pending}
+        for job in jobs:
+            job.done = job.planned not in pending
         if pending:  # a resumed sweep may have nothing left to train
             by_planned = {id(job.planned): job for job in jobs}
+            all_groups = pipeline.groups([job.planned for job in jobs], self.max_members)
             groups = [[by_planned[id(p)] for p in g]
-                      for g in pipeline.groups(pending, self.max_members)]  # fmt: skip
+                      for g in pipeline.to_train(all_groups, pending)]  # fmt: skip
             returns.update(self.dispatch(groups, done=len(returns), total=len(jobs)))
         return [returns[job.num] for job in jobs]
 
@@ -151,14 +154,17 @@ def train_group(
 
     trained = pipeline.train([job.planned for job in group], lead)
     returns = {}
-    for index, job in enumerate(group):
-        returns[job.num] = run_job(
-            hydra_context=hydra_context,
-            task_function=lambda cfg, index=index: trained.write(index),
-            config=job.sweep_config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
+    with pipeline.interrupts_deferred():
+        for index, job in enumerate(group):
+            if job.done:  # complete before this sweep; trained again only for its group
+                continue
+            returns[job.num] = run_job(
+                hydra_context=hydra_context,
+                task_function=lambda cfg, index=index: trained.write(index),
+                config=job.sweep_config,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
     return returns, trained.interrupted
 
 
@@ -420,6 +426,7 @@ class _Job:
     num: int
     sweep_config: DictConfig
     planned: Any  # pipeline.Planned
+    done: bool = False  # complete before this sweep started (resume)
 
 
 def _job_folder(sweep_config: DictConfig) -> Path:

@@ -16,10 +16,13 @@ fused. ``metrics.json`` records the decision as data: ``"engine": "fused",
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,11 +107,41 @@ def group_key(job: Planned) -> str:
 
 
 def groups(jobs: Sequence[Planned], max_members: int = MAX_MEMBERS) -> list[list[Planned]]:
-    """Fusable jobs together, in order of first appearance, at most ``max_members`` each."""
+    """Fusable jobs together, in order of first appearance, at most ``max_members`` each.
+
+    Form them from every job of a sweep, complete or not: a resumed sweep then trains the
+    same groups as an uninterrupted one (a group with any job left trains whole, and only
+    its unfinished jobs are written), so its numbers are the same to the last bit."""
     by_key: dict[str, list[Planned]] = {}
     for job in jobs:
         by_key.setdefault(group_key(job), []).append(job)
     return [g[i : i + max_members] for g in by_key.values() for i in range(0, len(g), max_members)]
+
+
+def to_train(
+    all_groups: Sequence[list[Planned]], pending: Sequence[Planned]
+) -> list[list[Planned]]:
+    """The groups that hold at least one job still to train."""
+    return [g for g in all_groups if any(job in pending for job in g)]
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C or SIGTERM while trained runs are written takes effect after the last one
+    (as KeyboardInterrupt): a trained run is never lost to an interrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    saved = {s: signal.signal(s, lambda signum, frame: received.append(signum))
+             for s in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 def prepare(cfg: DictConfig, plans: list[LayerPlan] | None = None) -> Job:
@@ -171,7 +204,9 @@ def run(cfg: DictConfig, folder: Path, overrides: Sequence[str] = (),
     job = plan(cfg, folder, overrides)
     if not claim([job], key):
         return None
-    result = train([job]).write(0)
+    trained = train([job])
+    with interrupts_deferred():
+        result = trained.write(0)
     if result["status"] == "interrupted":
         raise KeyboardInterrupt
     return result

@@ -96,14 +96,17 @@ def train_all(todo: list[tuple[DictConfig, Path]]) -> None:
     from regexp import pipeline
 
     planned = [pipeline.plan(cfg, folder, fused=True) for cfg, folder in todo]
-    groups = pipeline.groups(pipeline.claim(planned, "--out"))
+    pending = pipeline.claim(planned, "--out")
+    groups = pipeline.to_train(pipeline.groups(planned), pending)
     for i, group in enumerate(groups, start=1):
         cfg0 = group[0].cfg
         name = run_name(cfg0.experiment_name, cfg0.reg.name)
         log.info("group %d/%d: %s, %d runs", i, len(groups), name, len(group))
         trained = pipeline.train(group)
-        for index in range(len(group)):
-            trained.write(index)
+        with pipeline.interrupts_deferred():
+            for index, job in enumerate(group):
+                if job in pending:
+                    trained.write(index)
         if trained.interrupted:
             raise KeyboardInterrupt
 

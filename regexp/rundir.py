@@ -40,11 +40,20 @@ ACTIVATIONS = "activations.npz"
 MODEL_SUMMARY = "model.txt"
 
 
+def _file_mode() -> int:
+    """The mode a plain ``open`` would give a new file: 0o666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that readers see either no file or the whole file."""
+    """Write JSON so that readers see either no file or the whole file, with the usual
+    permissions (a temporary file alone would be 0600, unreadable to a shared group)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=False)
             f.write("\n")
@@ -116,6 +125,49 @@ def guard(run_dir: Path, cfg: DictConfig, key: str) -> bool:
                 if key == "hydra.sweep.dir" else f"set {key} to a new folder")  # fmt: skip
         raise UserError(f"{run_dir} already holds a complete run; {hint} (nothing was overwritten)")
     return True
+
+
+class Lock:
+    """An exclusive lock on a run or sweep folder for as long as one regexp writes it.
+
+    ``flock`` on ``<folder>/.regexp.lock``: the kernel releases it when the process ends,
+    however it ends, so a killed regexp never leaves a folder locked. A second regexp
+    pointed at a locked folder is refused with one line naming the holder.
+    """
+
+    NAME = ".regexp.lock"
+
+    def __init__(self, folder: Path, key: str):
+        self.folder, self.key, self.fd = Path(folder), key, None
+
+    def __enter__(self) -> Lock:
+        import fcntl
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.folder / self.NAME, os.O_RDWR | os.O_CREAT, _file_mode())
+        except OSError as e:
+            raise UserError(f"{self.key}={self.folder}: cannot create it ({e.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(
+                f"{self.key}={self.folder} is being written by another regexp ({holder}); "
+                f"wait for it to end, or choose another {self.key}"
+            ) from None
+        os.ftruncate(fd, 0)
+        from datetime import datetime
+
+        os.write(fd, f"pid {os.getpid()}, since {datetime.now():%Y-%m-%d %H:%M:%S}".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock
+            self.fd = None
 
 
 # --- reading -------------------------------------------------------------------------
