@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from regexp.config import validate
 from regexp.errors import ConfigError, UserError
@@ -116,8 +116,12 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
     groups = {p.name for p in CONF.iterdir() if p.is_dir()}
     seen: set[tuple] = set()
     destination = None
+    folders: dict[str, list[int]] = {}
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         base = hydra_compose("config")
+        # the fused launchers check that jobs have their own folders before training; under
+        # any other launcher each job runs on its own, so every job is composed here
+        every_job = every_job or (multirun and not _fused_launcher(jobs, hydra_compose))
         for num, job in enumerate(jobs):
             choice = tuple(o for o in job if o.split("=")[0].lstrip("+~") in groups)
             if choice in seen and not every_job:
@@ -136,7 +140,24 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
             if destination is None:
                 key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
                 destination = Destination(multirun, key, _writable(cfg, key))
+            if multirun:
+                with open_dict(cfg):
+                    cfg.hydra.job.num = num
+                folders.setdefault(str(OmegaConf.select(cfg, "hydra.sweep.subdir")), []).append(num)
+    for folder, nums in folders.items():
+        if len(nums) > 1:
+            names = ", ".join(f"job #{n}" for n in nums[:5]) + (", ..." if len(nums) > 5 else "")
+            raise UserError(
+                f"{names} would all write {destination.folder / folder}; make "
+                "hydra.sweep.subdir tell them apart (the default starts with ${hydra.job.num})"
+            )
     return destination
+
+
+def _fused_launcher(jobs: list[list[str]], hydra_compose) -> bool:
+    """Whether the sweep runs on one of regexp's fused launchers."""
+    cfg = hydra_compose("config", overrides=jobs[0], return_hydra_config=True)
+    return "regexp_launcher" in str(OmegaConf.select(cfg, "hydra.launcher._target_"))
 
 
 def _writable(cfg: DictConfig, key: str) -> Path:

@@ -35,17 +35,24 @@ def _config(run: Path) -> dict[str, Any]:
 
 def _metrics(run: Path) -> dict[str, Any]:
     record = rundir.read_metrics(run)
-    return record if record is not None else {"status": "no metrics.json (running, or killed)"}
+    if record is not None:
+        return record
+    if (run / rundir.METRICS).exists():
+        return {"status": "damaged metrics.json"}
+    return {"status": "no metrics.json (running, or killed)"}
 
 
 def _defaults(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The defaults of the same experiment (if any): what a run changed is measured there."""
+    """The defaults a run changed: those of its experiment when it names a shipped one,
+    else the plain defaults."""
     from omegaconf import OmegaConf
 
     from regexp.compose import compose
+    from regexp.paths import CONF
 
     experiment = cfg.get("experiment_name")
-    base = compose(f"experiment={experiment}") if experiment else compose()
+    shipped = isinstance(experiment, str) and (CONF / "experiment" / f"{experiment}.yaml").is_file()
+    base = compose(f"experiment={experiment}") if shipped else compose()
     return flatten(OmegaConf.to_container(base, resolve=True))
 
 

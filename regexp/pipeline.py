@@ -36,6 +36,7 @@ from regexp.backend import import_keras, threads
 from regexp.config import validate
 from regexp.diagnostics import is_diagnostic
 from regexp.engines import ENGINES, SINGLE
+from regexp.errors import UserError
 from regexp.keys import GROUP, essential, run_name
 from regexp.plan import LayerPlan
 from regexp.training import History, Job, outcome, truncate
@@ -88,6 +89,16 @@ def claim(jobs: Sequence[Planned], key: str) -> list[Planned]:
     """The jobs that must train, after ``rundir.guard`` has passed every one of them (a
     refused folder raises before anything is written); each one's folder is then created
     with its ``config.yaml``, so a job that never gets to run shows as unfinished."""
+    shared: dict[Path, list[Planned]] = {}
+    for job in jobs:
+        shared.setdefault(job.folder.resolve(), []).append(job)
+    for folder, same in shared.items():
+        if len(same) > 1:
+            names = ", ".join(job.label for job in same[:5]) + (", ..." if len(same) > 5 else "")
+            raise UserError(
+                f"{names} would all write {folder}; make hydra.sweep.subdir tell them apart "
+                "(the default starts with ${hydra.job.num})"
+            )
     pending = [job for job in jobs if rundir.guard(job.folder, job.cfg, key)]
     for job in (job for job in jobs if job not in pending):
         log.info("resume: %s is complete for this config; skipped", job.folder)

@@ -42,6 +42,8 @@ from regexp.plan import PENALTY_SLOTS
 
 METRICS_SHOWN = ("test_accuracy", "test_data_loss", "best_val_data_loss", "gap")
 COMPARED = ("test_accuracy", "test_data_loss")
+SETUP = ("dataset", "model", "optimizer", "trainer")  # a baseline must match these
+COMPLETE_KEYS = ("test_accuracy", "test_data_loss", "train_accuracy", "val_accuracy")
 
 
 @dataclass
@@ -99,13 +101,19 @@ def load_run(path: Path) -> Run:
     from regexp.plan import layer_plan
 
     cfg = rundir.read_config(path)
-    config = flatten(OmegaConf.to_container(cfg))
+    try:
+        config = flatten(OmegaConf.to_container(cfg))
+        plans = [asdict(p) for p in layer_plan(cfg)]
+    except Exception as e:  # a partial or hand-edited config
+        raise UserError(f"{path / rundir.CONFIG}: not a whole run config ({e})") from None
     rest = {k: v for k, v in config.items() if not covered(k, (*REPORT, "reg"))}
-    plans = [asdict(p) for p in layer_plan(cfg)]
     recipe = json.dumps({"rest": rest, "mode": cfg.reg.mode, "plans": plans}, sort_keys=True)
     metrics = rundir.read_metrics(path)
     if metrics is None:
-        raise UserError(f"{path / rundir.METRICS}: not readable JSON; remove it or the run")
+        raise UserError(f"{path / rundir.METRICS}: not a readable record (damaged or cut short)")
+    lacking = [k for k in COMPLETE_KEYS if k not in metrics]
+    if metrics.get("status") == "completed" and lacking:
+        raise UserError(f"{path / rundir.METRICS}: says completed but lacks {lacking[0]!r}")
     return Run(path, config, metrics, rundir.read_history(path), recipe)
 
 
@@ -155,16 +163,21 @@ def summary(groups: list[Group]) -> pd.DataFrame:
 
 
 def find_baseline(group: Group, baselines: list[Group], key: str) -> Group | None:
-    """The baseline that agrees with ``group`` outside KEY's section, else the only one."""
+    """The baseline that agrees with ``group`` outside KEY's section, else the only one
+    with the same data, network and training; never one whose network differs."""
     section = key.split(".")[0] + "."
 
     def outside(g: Group) -> dict:
         return {k: v for k, v in g.config.items() if not k.startswith(section)}
 
+    def setup(g: Group) -> dict:  # what a fair comparison must share: data, network, training
+        return {k: v for k, v in g.config.items() if k.split(".")[0] in SETUP and k != key}
+
     matching = [b for b in baselines if outside(b) == outside(group)]
     if matching:
         return matching[0]
-    return baselines[0] if len(baselines) == 1 else None
+    same_setup = [b for b in baselines if setup(b) == setup(group)]
+    return same_setup[0] if len(same_setup) == 1 else None
 
 
 def compare(groups: list[Group], baseline: str) -> pd.DataFrame:
@@ -291,7 +304,12 @@ def markdown_table(frame: pd.DataFrame) -> str:
 def build(paths: list[str], out: Path, baseline: str | None = None) -> Document:
     from regexp import plots
 
-    loaded = [load_run(p) for p in find_runs(paths)]
+    loaded = []
+    for path in find_runs(paths):  # a damaged folder is named and left out, never fatal
+        try:
+            loaded.append(load_run(path))
+        except UserError as e:
+            print(f"regexp: skipped {path}: {e}", file=sys.stderr)
     runs = [r for r in loaded if r.metrics.get("status") == "completed"]
     failed = [r for r in loaded if r.metrics.get("status") != "completed"]
     if not runs:

@@ -37,6 +37,7 @@ CONFIG = "config.yaml"
 HISTORY = "history.csv"
 ENV = "env.json"
 ACTIVATIONS = "activations.npz"
+CONFIG_GROUPS = ("dataset", "model", "reg", "optimizer", "trainer")  # every run config has them
 MODEL_SUMMARY = "model.txt"
 
 
@@ -195,15 +196,37 @@ def read_config(run_dir: Path) -> DictConfig:
     """``config.yaml``; a ``UserError`` naming the file if it is missing or unreadable."""
     path = Path(run_dir) / CONFIG
     try:
-        return OmegaConf.load(path)
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read the run's config ({e})") from None
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # missing, unreadable, or not YAML
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: cannot read the run's config ({first})") from None
+    if not isinstance(cfg, DictConfig):
+        raise UserError(f"{path}: not a config (a mapping of keys) but {type(cfg).__name__}")
+    missing = [k for k in CONFIG_GROUPS if not isinstance(cfg.get(k), DictConfig)]
+    if missing:
+        raise UserError(f"{path}: a partial config, without its {missing[0]!r} group")
+    return cfg
+
+
+HISTORY_COLUMNS = ("epoch", "loss", "data_loss", "accuracy", "val_loss", "val_data_loss",
+                   "val_accuracy")  # fmt: skip
 
 
 def read_history(run_dir: Path):
+    """``history.csv`` as a table; a ``UserError`` naming the file if it is missing, not
+    CSV, or lacks one of the columns every engine writes."""
     import pandas as pd
 
-    return pd.read_csv(Path(run_dir) / HISTORY)
+    path = Path(run_dir) / HISTORY
+    try:
+        frame = pd.read_csv(path)
+    except Exception as e:  # missing, empty or not CSV
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: cannot read the run's history ({first})") from None
+    missing = [c for c in HISTORY_COLUMNS if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: the history lacks the column {missing[0]!r}")
+    return frame
 
 
 def read_activations(run_dir: Path) -> dict:

@@ -344,3 +344,16 @@ def test_run_files_have_the_usual_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert set(modes.values()) == {0o666 & ~umask}, modes
+
+
+@pytest.mark.parametrize("launcher", ["fused", "basic"])
+def test_jobs_that_would_share_a_folder_are_refused_before_training(launcher, tmp_path, capsys):
+    rc = main(["run", "-m", "seed=0,1,2", "trainer.epochs=1", "hydra.sweep.subdir=${reg.name}",
+               f"hydra/launcher={launcher}", f"hydra.sweep.dir={tmp_path}"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert err[0] == (
+        f"regexp: error: job #0, job #1, job #2 would all write {tmp_path}/none; make "
+        "hydra.sweep.subdir tell them apart (the default starts with ${hydra.job.num})"
+    )
+    assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob("config.yaml"))

@@ -79,3 +79,16 @@ def test_report_does_not_import_tensorflow(sweep, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "NO_TF" in out.stdout
+
+
+def test_a_baseline_is_never_paired_with_a_group_of_another_network(tmp_path):
+    """Both groups differ from each other only in the network: no comparison is made."""
+    from regexp.report import compare, group_runs, load_run
+    from regexp.rundir import find_runs
+
+    for reg, depth in (("none", 2), ("l1_activity", 3)):
+        assert main(["run", "-m", f"reg={reg}", f"model.depth={depth}", "seed=0,1",
+                     "trainer.epochs=1", f"hydra.sweep.dir={tmp_path}/{reg}"]) == 0  # fmt: skip
+    groups = group_runs([load_run(p) for p in find_runs([str(tmp_path)])])
+    assert len(groups) == 2
+    assert compare(groups, "reg.name=none").empty
