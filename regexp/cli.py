@@ -31,6 +31,9 @@ Runs are written to outputs/YYYY-MM-DD/HH-MM-SS-<microseconds>_<name>/.
 """
 
 
+MULTIRUN = ("-m", "--multirun")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -133,6 +136,8 @@ def run(args: list[str]) -> int:
     from regexp.errors import UserError
     from regexp.paths import CONF
 
+    # -m may stand anywhere; Hydra's parser takes it only before the overrides
+    args = [a for a in args if a in MULTIRUN] + [a for a in args if a not in MULTIRUN]
     try:
         destination = precheck(args)
     except UserError as e:

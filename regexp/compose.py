@@ -138,6 +138,7 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
             except ConfigError as e:
                 raise ConfigError(f"{label}{e.key}", e.value, e.accepted) from None
             if destination is None:
+                _check_resume(task.get("resume"), multirun)
                 key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
                 destination = Destination(multirun, key, _writable(cfg, key))
             if multirun:
@@ -160,16 +161,42 @@ def _fused_launcher(jobs: list[list[str]], hydra_compose) -> bool:
     return "regexp_launcher" in str(OmegaConf.select(cfg, "hydra.launcher._target_"))
 
 
+def _check_resume(resume, multirun: bool) -> None:
+    """``resume`` names an existing sweep folder, and comes with ``-m``."""
+    if resume is None:
+        return
+    folder, value = Path(str(resume)), str(resume)
+    if not multirun:
+        raise ConfigError("resume", value, "a sweep folder, with -m (resume finishes a sweep)")
+    if not folder.is_dir():
+        raise ConfigError("resume", value, "an existing sweep folder")
+    if (folder / "config.yaml").is_file() or (folder / "metrics.json").is_file():
+        accepted = f"a sweep folder, not one run's folder (its sweep: {folder.parent})"
+        raise ConfigError("resume", value, accepted)
+    if not (folder / "multirun.yaml").is_file():
+        raise ConfigError("resume", value, "a sweep folder (one that holds multirun.yaml)")
+
+
 def _writable(cfg: DictConfig, key: str) -> Path:
-    """The folder at ``key``, once its nearest existing parent is known to be a writable
-    folder."""
+    """The folder at ``key``, once its names fit the file system and its nearest existing
+    parent is known to be a writable folder."""
     import os
     import tempfile
 
     folder = Path(str(OmegaConf.select(cfg, key)))
+    limit = os.pathconf("/", "PC_NAME_MAX")
+    for part in folder.parts:
+        if len(part.encode()) > limit:
+            accepted = f"folder names of at most {limit} bytes"
+            raise ConfigError(key, f"{str(folder)[:60]}...", accepted)
     parent = folder
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    try:
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+    except OSError as e:
+        raise ConfigError(
+            key, str(folder), f"a folder that can be created ({e.strerror})"
+        ) from None
     if not parent.is_dir():
         raise ConfigError(key, str(folder), f"a folder that can be created ({parent} is a file)")
     try:

@@ -9,8 +9,9 @@ plan, which is all the model builders need.
 from __future__ import annotations
 
 import importlib.util
+import re
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from regexp import data
 from regexp.checks import choice, integer
@@ -21,11 +22,20 @@ from regexp.plan import LayerPlan, layer_plan
 # trainer.engine: ``auto`` trains a job alone with ``compiled`` and a sweep's jobs in
 # fused groups; the others force one engine (``regexp.engines`` implements them).
 ENGINE_CHOICES = ("auto", "compiled", "keras", "fused")
+NAME = re.compile(r"[\w.+-]{1,100}")
 
 
 def validate(cfg: DictConfig) -> list[LayerPlan]:
     """Check the whole config before TensorFlow is imported; return the layer plan."""
     integer("seed", cfg.get("seed"), minimum=0)
+    if cfg.seed > 2**32 - 1:
+        raise ConfigError("seed", cfg.seed, "an integer from 0 to 2**32 - 1")
+    for key in ("experiment_name", "reg.name"):  # they name run folders
+        name = OmegaConf.select(cfg, key)
+        plain = isinstance(name, str) and NAME.fullmatch(name) and name not in (".", "..")
+        if name is not None and not plain:
+            accepted = "a plain name of letters, digits and . _ + - (it names folders)"
+            raise ConfigError(key, name, accepted)
     data.validate(cfg.dataset)
     plans = layer_plan(cfg)
     opt = cfg.optimizer

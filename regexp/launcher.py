@@ -165,6 +165,9 @@ def train_group(
                 job_dir_key="hydra.sweep.dir",
                 job_subdir_key="hydra.sweep.subdir",
             )
+            if returns[job.num].status == JobStatus.FAILED:  # e.g. the disk is full
+                # what the job raised (return_value would print a line of its own first)
+                raise returns[job.num]._return_value
     return returns, trained.interrupted
 
 

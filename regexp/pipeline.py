@@ -192,9 +192,13 @@ class Trained:
     def write(self, index: int) -> dict[str, Any]:
         """Write job ``index``'s folder; ``metrics.json``'s content."""
         planned = self.planned[index]
-        return write(self.jobs[index], self.histories[index], self.seconds, planned.folder,
-                     planned.overrides, {"engine": planned.engine,
-                                         "group_size": len(self.planned)})  # fmt: skip
+        engine = {"engine": planned.engine, "group_size": len(self.planned)}
+        try:
+            return write(self.jobs[index], self.histories[index], self.seconds, planned.folder,
+                         planned.overrides, engine)  # fmt: skip
+        except OSError as e:  # a full disk, a lost permission: metrics.json is never written
+            where = e.filename or planned.folder
+            raise UserError(f"cannot write {where}: {e.strerror or e}") from None
 
 
 def train(group: Sequence[Planned], lead: str = "") -> Trained:

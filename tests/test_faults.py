@@ -357,3 +357,54 @@ def test_jobs_that_would_share_a_folder_are_refused_before_training(launcher, tm
         "hydra.sweep.subdir tell them apart (the default starts with ${hydra.job.num})"
     )
     assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob("config.yaml"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["trainer.epochs=1", "resume=/nowhere"],
+            "resume='/nowhere' is not accepted; expected a sweep folder, with -m",
+        ),
+        (["-m", "trainer.epochs=1", "resume=/nowhere"], "expected an existing sweep folder"),
+        (["-m", "trainer.epochs=1", "resume={run}"], "a sweep folder, not one run's folder"),
+        (["-m", "trainer.epochs=1", "resume={tmp}"], "one that holds multirun.yaml"),
+        (
+            ["experiment_name=a/../../x"],
+            "experiment_name='a/../../x' is not accepted; expected a plain name",
+        ),
+        (["reg.name=.."], "reg.name='..' is not accepted"),
+        (["seed=4294967296"], "seed=4294967296 is not accepted; expected an integer from 0 to"),
+        (["hydra.run.dir=/tmp/" + "x" * 300], "expected folder names of at most 255 bytes"),
+    ],
+)
+def test_resume_and_folder_mistakes_are_one_line_and_touch_nothing(args, message, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["run", "trainer.epochs=1", f"hydra.run.dir={run}"]) == 0
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    capsys.readouterr()
+    args = [a.format(run=run, tmp=tmp_path) for a in args]
+    assert main(["run", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_full_disk_while_writing_is_one_line_and_leaves_no_complete_folder(
+    tmp_path, monkeypatch, capsys
+):
+    import errno
+
+    from regexp import rundir
+
+    def full(run_dir, history):
+        raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "history.csv"))
+
+    monkeypatch.setattr(rundir, "write_history", full)
+    for args in (["hydra.run.dir=" + str(tmp_path / "one")],
+                 ["-m", "seed=0,1", "hydra.sweep.dir=" + str(tmp_path / "sweep")]):  # fmt: skip
+        assert main(["run", "trainer.epochs=1", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "No space left on device" in err[0], err
+        assert "history.csv" in err[0]
+    assert not list(tmp_path.rglob("metrics.json"))
