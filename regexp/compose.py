@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from regexp.config import validate
+from regexp.config import check_memory, validate
 from regexp.errors import ConfigError, UserError
 from regexp.keys import flatten, run_name
 from regexp.paths import CONF
@@ -117,6 +117,7 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
     seen: set[tuple] = set()
     destination = None
     folders: dict[str, list[int]] = {}
+    loaded: dict[str, object] = {}  # datasets by their config, loaded once
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         base = hydra_compose("config")
         # the fused launchers check that jobs have their own folders before training; under
@@ -134,9 +135,10 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
                 raise hydra_error(e, base) from None
             task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
             try:
-                validate(task)
+                plans = validate(task)
             except ConfigError as e:
                 raise ConfigError(f"{label}{e.key}", e.value, e.accepted) from None
+            _check_memory(task, plans, loaded, label)
             if destination is None:
                 _check_resume(task.get("resume"), multirun)
                 key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
@@ -159,6 +161,22 @@ def _fused_launcher(jobs: list[list[str]], hydra_compose) -> bool:
     """Whether the sweep runs on one of regexp's fused launchers."""
     cfg = hydra_compose("config", overrides=jobs[0], return_hydra_config=True)
     return "regexp_launcher" in str(OmegaConf.select(cfg, "hydra.launcher._target_"))
+
+
+def _check_memory(task: DictConfig, plans, loaded: dict, label: str) -> None:
+    """Refuse a job that cannot fit in memory (alone; a fused group is checked again when it
+    is formed). Loads its data once per dataset config: no TensorFlow."""
+    import json
+
+    from regexp import data
+
+    key = json.dumps(OmegaConf.to_container(task.dataset, resolve=True), sort_keys=True)
+    if key not in loaded:
+        loaded[key] = data.load(task.dataset)
+    try:
+        check_memory(task, loaded[key], plans)
+    except UserError as e:
+        raise UserError(f"{label}{e}") from None
 
 
 def _check_resume(resume, multirun: bool) -> None:

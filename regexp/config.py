@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from regexp import data
 from regexp.checks import choice, integer
-from regexp.errors import ConfigError
+from regexp.errors import ConfigError, DataError
 from regexp.optimizers import OPTIMIZERS
 from regexp.plan import LayerPlan, layer_plan
 
@@ -64,3 +64,50 @@ def validate(cfg: DictConfig) -> list[LayerPlan]:
         )
     choice("trainer.engine", tr.get("engine"), ENGINE_CHOICES)
     return plans
+
+
+def memory_needed(cfg: DictConfig, data, plans: list[LayerPlan], members: int = 1) -> dict:
+    """A generous estimate of the bytes a training needs, by what needs them: weights
+    with their gradients, optimizer state and each member's Keras copy; the batch order
+    of every epoch; the history; and the activations of a batch and of the validation
+    split. Keys name the config values that drive each part."""
+    widths = [p.units for p in plans if p.units is not None]
+    outputs = 1 if data.n_classes == 2 else data.n_classes
+    sizes = [data.n_features, *widths, outputs]
+    params = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+    epochs, n = int(cfg.trainer.epochs), len(data.x_train)
+    columns = 6 + 7 * len(sizes)
+    rows = int(cfg.trainer.batch_size) + len(data.x_val) + len(data.x_test)
+    return {
+        f"the weights of model.width={cfg.model.width}, model.depth={cfg.model.depth}":
+            params * 4 * 8 * members,
+        f"the batch order of trainer.epochs={epochs}": epochs * n * 12 * members,
+        f"the history of trainer.epochs={epochs}": epochs * columns * 40 * members,
+        f"the activations of model.width={cfg.model.width}": rows * sum(sizes) * 4 * 3 * members,
+    }  # fmt: skip
+
+
+def _available_memory() -> int:
+    """Bytes this machine can still give (MemAvailable), or its whole memory."""
+    import os
+
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(cfg: DictConfig, data, plans: list[LayerPlan], members: int = 1) -> None:
+    """Refuse, in one line, a training that cannot fit in memory, before it starts."""
+    need = memory_needed(cfg, data, plans, members)
+    total, free = sum(need.values()), _available_memory()
+    if total > 0.9 * free:
+        what = max(need, key=need.get)
+        group = f" for a fused group of {members}" if members > 1 else ""
+        raise DataError(
+            f"this training needs about {total / 2**30:.3g} GiB{group}, mostly for {what}, "
+            f"but {free / 2**30:.3g} GiB is free; make it smaller"
+        )

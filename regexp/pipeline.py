@@ -33,7 +33,7 @@ from omegaconf import DictConfig
 from regexp import data as datasets
 from regexp import metrics, plots, rundir
 from regexp.backend import import_keras, threads
-from regexp.config import validate
+from regexp.config import check_memory, validate
 from regexp.diagnostics import is_diagnostic
 from regexp.engines import ENGINES, SINGLE
 from regexp.errors import UserError
@@ -155,14 +155,16 @@ def interrupts_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def prepare(cfg: DictConfig, plans: list[LayerPlan] | None = None) -> Job:
-    """Load the data, and build and compile the model under ``cfg.seed``.
+def prepare(cfg: DictConfig, plans: list[LayerPlan] | None = None, members: int = 1) -> Job:
+    """Load the data, check that the training fits in memory (``members`` of them for a
+    fused group), and build and compile the model under ``cfg.seed``.
 
     The initial weights depend only on the structure and the seed, so every engine
     starts the same job from the same weights.
     """
     plans = validate(cfg) if plans is None else plans
     data = datasets.load(cfg.dataset)
+    check_memory(cfg, data, plans, members)
     keras = import_keras(int(cfg.trainer.threads))
     from regexp.model import build_model, compile_model
 
@@ -203,7 +205,7 @@ class Trained:
 
 def train(group: Sequence[Planned], lead: str = "") -> Trained:
     """Prepare and train one group (a single job, or a fused group) with its engine."""
-    jobs = [prepare(p.cfg, p.plans) for p in group]
+    jobs = [prepare(p.cfg, p.plans, members=len(group)) for p in group]
     start = time.perf_counter()
     histories = ENGINES[group[0].engine](jobs, lead=lead)
     return Trained(list(group), jobs, histories, (time.perf_counter() - start) / len(jobs))

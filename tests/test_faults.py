@@ -408,3 +408,32 @@ def test_a_full_disk_while_writing_is_one_line_and_leaves_no_complete_folder(
         assert len(err) == 1 and "No space left on device" in err[0], err
         assert "history.csv" in err[0]
     assert not list(tmp_path.rglob("metrics.json"))
+
+
+@pytest.mark.parametrize(
+    "override, cause",
+    [("trainer.epochs=1000000000000", "the history of trainer.epochs=1000000000000"),
+     ("model.width=1000000", "the weights of model.width=1000000")],
+)  # fmt: skip
+def test_a_training_that_cannot_fit_in_memory_is_refused_before_it_starts(
+    override, cause, tmp_path, capsys
+):
+    for command in (["check", override], ["run", override, f"hydra.run.dir={tmp_path}/run"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "GiB is free; make it smaller" in err[0] and cause in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_memory_estimate_grows_with_the_work():
+    from regexp.config import memory_needed
+    from regexp.data import load
+    from regexp.plan import layer_plan
+
+    cfg = make_cfg("trainer.epochs=100")
+    data, plans = load(cfg.dataset), layer_plan(cfg)
+    one = sum(memory_needed(cfg, data, plans).values())
+    assert sum(memory_needed(cfg, data, plans, members=10).values()) == 10 * one
+    more = make_cfg("trainer.epochs=200")
+    assert sum(memory_needed(more, data, plans).values()) > one
+    assert one < 50 * 2**20  # a 5 x 32 network for 100 epochs needs well under 50 MiB
