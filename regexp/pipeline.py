@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -195,6 +196,9 @@ class Trained:
         """Write job ``index``'s folder; ``metrics.json``'s content."""
         planned = self.planned[index]
         engine = {"engine": planned.engine, "group_size": len(self.planned)}
+        if len(self.planned) > 1:  # the group, in order, so that verify can train it again
+            engine["group"] = [os.path.relpath(p.folder, planned.folder.parent)
+                               for p in self.planned]  # fmt: skip
         try:
             return write(self.jobs[index], self.histories[index], self.seconds, planned.folder,
                          planned.overrides, engine)  # fmt: skip

@@ -437,3 +437,16 @@ def test_the_memory_estimate_grows_with_the_work():
     more = make_cfg("trainer.epochs=200")
     assert sum(memory_needed(more, data, plans).values()) > one
     assert one < 50 * 2**20  # a 5 x 32 network for 100 epochs needs well under 50 MiB
+
+
+def test_verify_trains_a_fused_member_again_in_its_group_bit_for_bit(tmp_path, capsys):
+    """A member alone drifts from its group's run (chaotically, over many epochs); in its
+    recorded group it repeats exactly."""
+    assert main(["run", "-m", "experiment=b4_l1_activity", "seed=0,1,2", "trainer.epochs=40",
+                 f"hydra.sweep.dir={tmp_path}"]) == 0  # fmt: skip
+    member = next(tmp_path.glob("1_*"))
+    record = json.loads((member / "metrics.json").read_text())
+    assert record["group"] == sorted(p.name for p in tmp_path.glob("[0-9]_*"))
+    capsys.readouterr()
+    assert main(["verify", str(member)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("identical:")
