@@ -3,18 +3,33 @@
 Every dataset is split with ``train_test_split`` under ``dataset.split_seed``, so the
 same config always gives the same split. Nothing is pickled. scikit-learn and pandas are
 imported inside the loaders, so importing this module (for validation) stays cheap.
+
+A CSV file is read without any implicit index: every row must have one field per column
+name, and the features are exactly the columns named (``dataset.features``) or all but
+the label and ``dataset.drop``. ``validate`` reads the header and the first
+``SAMPLE_ROWS`` rows, so that most faults of a file stop ``regexp check`` and a run before
+any work; ``load`` reads the whole file and repeats every check on all of it.
 """
 
 from __future__ import annotations
 
+import logging
+import re
+from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from regexp.checks import choice, fraction, integer
 from regexp.errors import ConfigError, DataError
+
+log = logging.getLogger("regexp.data")
+
+SAMPLE_ROWS = 1000  # the rows of a CSV file that `validate` reads
+MIN_ROWS = 10  # the fewest rows a CSV file may have
 
 
 @dataclass
@@ -24,6 +39,10 @@ class Dataset:
 
     When ``val_is_test`` is true there is no separate validation split: validation
     metrics are computed on the test split, as the source documents did.
+
+    ``feature_names`` and ``class_names`` (class ``i`` is ``class_names[i]``, the label's
+    value in the source) default to ``x1..xn`` and ``0..k-1``; ``notes`` say what was done
+    to the source data (a dropped index column, say).
     """
 
     name: str
@@ -35,6 +54,10 @@ class Dataset:
     y_test: np.ndarray
     n_classes: int
     val_is_test: bool
+    feature_names: list[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
+    label: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def binary(self) -> bool:
@@ -47,6 +70,31 @@ class Dataset:
     def labels(self, y: np.ndarray) -> np.ndarray:
         """Integer class labels from encoded targets."""
         return y.ravel().astype(int) if self.binary else y.argmax(axis=1)
+
+    def summary(self) -> dict[str, Any]:
+        """What was loaded, JSON-serialisable: rows per split, feature names, the count of
+        each class over all rows (keyed by the label's value in the source), and notes."""
+        parts = [self.y_train, self.y_test] + ([] if self.val_is_test else [self.y_val])
+        counts = np.bincount(
+            np.concatenate([self.labels(y) for y in parts]), minlength=self.n_classes
+        )
+        names = self.class_names or [str(i) for i in range(self.n_classes)]
+        return {
+            "name": self.name,
+            "rows": {
+                "total": int(counts.sum()),
+                "train": len(self.x_train),
+                "val": len(self.x_val),
+                "test": len(self.x_test),
+            },
+            "val_is_test": self.val_is_test,
+            "n_features": self.n_features,
+            "features": self.feature_names or [f"x{i + 1}" for i in range(self.n_features)],
+            "label": self.label,
+            "n_classes": self.n_classes,
+            "classes": {str(name): int(n) for name, n in zip(names, counts, strict=True)},
+            "notes": list(self.notes),
+        }
 
 
 def _blobs(cfg) -> tuple[np.ndarray, np.ndarray]:
@@ -88,52 +136,595 @@ def _sklearn_loader(name: str) -> Callable:
     def load(cfg):
         import sklearn.datasets
 
-        return getattr(sklearn.datasets, f"load_{name}")(return_X_y=True)
+        bunch = getattr(sklearn.datasets, f"load_{name}")()
+        meta = {
+            "features": [str(f) for f in bunch.feature_names],
+            "classes": [str(c) for c in bunch.target_names],
+        }
+        return bunch.data, bunch.target, meta
 
     return load
 
 
-def _csv(cfg) -> tuple[np.ndarray, np.ndarray]:
-    """A user's CSV file: every column but ``dataset.label`` is a numeric feature."""
+# ---------------------------------------------------------------------------------------
+# CSV files
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The checked ``dataset`` keys of a CSV file."""
+
+    path: Path
+    label: str
+    features: list[str] | None
+    drop: list[str]
+    sep: str
+    header: bool
+    test_size: float
+    val_size: float
+
+
+@dataclass
+class _Layout:
+    """What a pass over the file's lines found: the column names, and the line of each row."""
+
+    names: list[str]
+    unnamed: set[str]  # names made up for empty header fields
+    head_end: int  # lines up to the end of the header (0 without one)
+    lines: Any  # the first line of every data row read (an array of ints)
+    complete: bool  # every row of the file was read
+    sklearn: tuple[int, list[str]] | None  # scikit-learn's own header: (rows, class names)
+
+
+def _column_names(key: str, value: Any) -> list[str]:
+    """A list of distinct column names (strings, or integers for numbered columns)."""
+    from omegaconf import ListConfig
+
+    accepted = "a list of column names, e.g. [id, name]"
+    if not isinstance(value, (list, tuple, ListConfig)):
+        raise ConfigError(key, value, accepted)
+    items = list(value)
+    names = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (str, int)) or not str(item).strip():
+            raise ConfigError(key, items, accepted)
+        names.append(str(item).strip())
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(key, items, f"distinct column names ({twice[0]!r} is given twice)")
+    return names
+
+
+def _options(ds) -> _Options:
+    """The CSV keys of ``dataset``, each checked on its own (no file is read)."""
+    path = ds.get("path")
+    if not path or not Path(str(path)).expanduser().is_file():
+        raise ConfigError("dataset.path", path, "an existing CSV file")
+    label = ds.get("label")
+    if isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
+        raise ConfigError("dataset.label", label, "the name of the label column")
+    label = str(label).strip()
+    features = ds.get("features")
+    if features is not None:
+        features = _column_names("dataset.features", features)
+        if not features:
+            raise ConfigError("dataset.features", [], "null (all columns) or a non-empty list")
+        if label in features:
+            raise ConfigError(
+                "dataset.features", features, f"columns other than the label {label!r}"
+            )
+    drop = _column_names("dataset.drop", ds.get("drop") or [])
+    if label in drop:
+        raise ConfigError("dataset.drop", drop, f"columns other than the label {label!r}")
+    both = [n for n in drop if n in (features or [])]
+    if both:
+        raise ConfigError(
+            "dataset.drop", drop, f"columns that dataset.features does not name ({both[0]!r})"
+        )
+    sep = ds.get("sep", ",")
+    sep = "\t" if sep in ("\\t", "tab") else sep
+    if not isinstance(sep, str) or len(sep) != 1 or sep.isalnum() or sep in "\"'\r\n.-+":
+        raise ConfigError("dataset.sep", sep, "one character such as ',', ';', '|' or '\\t' (tab)")
+    header = ds.get("header", True)
+    if not isinstance(header, bool):
+        raise ConfigError("dataset.header", header, "true (line 1 names the columns) or false")
+    return _Options(
+        path=Path(str(path)).expanduser(),
+        label=label,
+        features=features,
+        drop=drop,
+        sep=sep,
+        header=header,
+        test_size=float(ds.get("test_size", 0.25)),
+        val_size=float(ds.get("val_size", 0.0)),
+    )
+
+
+def _listing(names: list[str], most: int = 12) -> str:
+    shown = ", ".join(map(str, names[:most]))
+    return shown + (f", ... ({len(names)} in all)" if len(names) > most else "")
+
+
+def _override(key: str, names: list[str]) -> str:
+    """``key=[a,'b c']``, as typed on the command line."""
+    quoted = [n if re.fullmatch(r"[A-Za-z_][\w-]*", n) else repr(n) for n in names]
+    return f"{key}=[{','.join(quoted)}]"
+
+
+def _open_text(path: Path, binary: bool = False):
+    """The file as text (or bytes), decompressed by its suffix like pandas does."""
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower(), open)
+    if binary:
+        return opener(path, "rb")
+    return opener(path, "rt", encoding="utf-8-sig", newline="")
+
+
+def _not_utf8(path: Path) -> DataError:
+    """Which line of the file is not UTF-8 text."""
+    with _open_text(path, binary=True) as f:
+        for number, raw in enumerate(f, 1):
+            if number == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                return DataError(f"{path}: the file is UTF-16 text; expected UTF-8 text")
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                byte = raw[e.start : e.start + 1].hex()
+                hint = " (an Excel file? save it as CSV)" if number == 1 else ""
+                return DataError(
+                    f"{path}: line {number} is not UTF-8 text (byte 0x{byte}); "
+                    f"expected a UTF-8 text file{hint}"
+                )
+    return DataError(f"{path}: not UTF-8 text; expected a UTF-8 text file")
+
+
+def _sklearn_header(head: list[str], row: list[str]) -> tuple[int, list[str]] | None:
+    """scikit-learn's own CSV files (``sklearn/datasets/data``) start with a line
+    ``n_rows,n_features,class names...`` that is not a header: the rows have one field per
+    feature and a last field with the class code."""
+    if len(head) < 3 or not all(re.fullmatch(r"\d+", h) for h in head[:2]):
+        return None
+    if len(row) != int(head[1]) + 1:
+        return None
+    return int(head[0]), head[2:]
+
+
+def _scan(opts: _Options, limit: int | None) -> _Layout:
+    """One pass over the lines: the header, and the line of every row (of the first
+    ``limit``), each with as many fields as the header. Blank lines are skipped."""
+    import csv
+
+    path, sep = opts.path, opts.sep
+    if path.suffix.lower() in (".zip", ".xlsx", ".xls", ".ods", ".parquet"):
+        raise DataError(
+            f"dataset.path={str(path)!r}: a {path.suffix} file; expected a CSV text file "
+            "(or one compressed as .gz, .bz2 or .xz)"
+        )
+    head: list[str] | None = None
+    head_line = head_end = 0
+    width: int | None = None
+    first = 0  # the line that set the width
+    sklearn = None
+    lines = array("q")
+    complete = True
+    line = 0
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(f, delimiter=sep, skipinitialspace=True, strict=True)
+            for row in reader:
+                line, start = reader.line_num, line + 1
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if opts.header and head is None:
+                    head, head_line, head_end = [c.strip() for c in row], start, line
+                    _check_separator(path, sep, head, start)
+                    continue
+                if width is None:
+                    if head is None:
+                        _check_separator(path, sep, row, start)
+                        width, first = len(row), start
+                    else:
+                        sklearn = _sklearn_header(head, row)
+                        width = len(row) if sklearn else len(head)
+                        first = head_line
+                if len(row) != width:
+                    raise DataError(_width_message(path, start, row, width, first, head))
+                if limit is not None and len(lines) >= limit:
+                    complete = False
+                    break
+                lines.append(start)
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+    except csv.Error as e:
+        raise DataError(
+            f"{path}: line {line + 1}: {e}; expected CSV text (an unclosed quote?)"
+        ) from None
+    except OSError as e:
+        raise DataError(f"dataset.path={str(path)!r}: cannot be read ({e.strerror or e})") from None
+    if head is None and not lines:
+        raise DataError(f"dataset.path={str(path)!r}: the file is empty")
+    if sklearn:
+        names = [f"x{i + 1}" for i in range(width - 1)] + ["target"]
+        unnamed: set[str] = set()
+    elif head is None:
+        names, unnamed = [f"x{i + 1}" for i in range(width or 0)], set()
+    else:
+        names = [h or f"Unnamed: {i}" for i, h in enumerate(head)]
+        unnamed = {f"Unnamed: {i}" for i, h in enumerate(head) if not h}
+        seen: dict[str, int] = {}
+        for i, name in enumerate(names):
+            if name in seen:
+                raise DataError(
+                    f"{path}: line {head_line} names column {name!r} twice (fields "
+                    f"{seen[name] + 1} and {i + 1}); expected distinct column names"
+                )
+            seen[name] = i
+    return _Layout(names, unnamed, head_end, lines, complete, sklearn)
+
+
+def _check_separator(path: Path, sep: str, fields: list[str], line: int) -> None:
+    """A line that is one field at ``sep`` but splits at another separator."""
+    if len(fields) != 1:
+        return
+    for other in (",", ";", "\t", "|"):
+        if other != sep and other in fields[0]:
+            shown = "\\t" if other == "\t" else other
+            raise DataError(
+                f"{path}: line {line} has no {sep!r} but {fields[0].count(other)} {other!r}: "
+                f"expected {sep!r}-separated fields, or set \"dataset.sep='{shown}'\""
+            )
+
+
+def _fields(n: int) -> str:
+    return "1 field" if n == 1 else f"{n} fields"
+
+
+def _width_message(path, line, row, width, first, head) -> str:
+    if head is not None:
+        said = f"line {line} has {_fields(len(row))} but the header (line {first}) has {width}"
+    else:
+        said = f"line {line} has {_fields(len(row))} but line {first} has {width}"
+    hint = ""
+    if len(row) == width + 1 and row[-1].strip() == "":
+        hint = " (the line ends with a separator)"
+    elif head is not None and len(row) == width + 1:
+        hint = " (if each row starts with a row name, name that column in the header too)"
+    elif len(row) > width:
+        hint = " (a field that holds the separator must be quoted)"
+    return f"{path}: {said}; expected one field per column on every line{hint}"
+
+
+def _label_hint(opts: _Options, layout: _Layout) -> str:
+    import difflib
+
+    if layout.sklearn:
+        rows, classes = layout.sklearn
+        return (
+            f" (line 1 is scikit-learn's header: {rows} rows, {len(layout.names) - 1} features "
+            f"x1..x{len(layout.names) - 1}, classes {', '.join(classes)}; its label column "
+            "is 'target': set dataset.label=target)"
+        )
+    if not opts.header:
+        return f" (dataset.header=false names the columns x1..x{len(layout.names)})"
+    if any(_is_number(n) for n in layout.names):
+        return (
+            " (if line 1 is data rather than a header, set dataset.header=false and name "
+            f"the columns x1..x{len(layout.names)})"
+        )
+    close = difflib.get_close_matches(opts.label.lower(), [n.lower() for n in layout.names], 1)
+    if close:
+        match = next(n for n in layout.names if n.lower() == close[0])
+        return f" (did you mean {match!r}?)"
+    return ""
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _missing_columns(key: str, given: list[str], names: list[str], path: Path) -> None:
+    missing = [n for n in given if n not in names]
+    if missing:
+        raise ConfigError(
+            key,
+            given,
+            f"columns of {path}, which has no {missing[0]!r}; its columns are {_listing(names)}",
+        )
+
+
+def _floats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell as a float (NaN where it is not a number), and where it is not a number."""
+    try:
+        return np.asarray(values, dtype=np.float64), np.zeros(len(values), dtype=bool)
+    except ValueError:
+        pass
+    out = np.full(len(values), np.nan)
+    text = np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        try:
+            out[i] = float(v)
+        except ValueError:
+            text[i] = v.strip() != ""
+    return out, text
+
+
+def _split_sizes(n: int, test_size: float, val_size: float) -> tuple[int, int, int]:
+    """(train, val, test) rows, as ``train_test_split`` cuts them."""
+    import math
+
+    test = math.ceil(test_size * n)
+    train = n - test
+    val = math.ceil(val_size * train) if val_size else 0
+    return train - val, val, test
+
+
+def _read_csv(opts: _Options, limit: int | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Features, class codes and what was found, from the whole file (``limit=None``) or
+    from its first ``limit`` rows. Raises ``DataError``/``ConfigError`` naming the key or
+    the file, and the line."""
     import pandas as pd
 
-    path = Path(str(cfg.path))
-    if not path.is_file():
-        raise DataError(f"dataset.path={str(path)!r}: no such file; expected an existing CSV file")
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"dataset.path={str(path)!r}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise DataError(f"dataset.path={str(path)!r}: not a readable CSV file ({e})") from None
-    label = str(cfg.label)
-    if label not in frame.columns:
+    path, label = opts.path, opts.label
+    layout = _scan(opts, limit)
+    names = layout.names
+    if label not in names:
         raise DataError(
             f"dataset.label={label!r}: no such column in {path}; columns are "
-            + ", ".join(map(str, frame.columns))
+            + _listing(names)
+            + _label_hint(opts, layout)
         )
-    if len(frame) == 0:
+    if opts.features is not None:
+        _missing_columns("dataset.features", opts.features, names, path)
+    _missing_columns("dataset.drop", opts.drop, names, path)
+    n = len(layout.lines)
+    if n == 0:
         raise DataError(f"dataset.path={str(path)!r}: the file has a header but no rows")
-    features = frame.drop(columns=[label])
-    numeric = features.apply(pd.to_numeric, errors="coerce")
-    bad = numeric.isna() | ~np.isfinite(numeric.to_numpy(dtype=float, na_value=np.nan))
-    if bad.to_numpy().any():
-        row, col = np.argwhere(bad.to_numpy())[0]
-        cell = features.iat[row, col]
-        shown = "is empty or NaN" if pd.isna(cell) else f"has value {str(cell)!r}"
-        raise DataError(
-            f"{path}: row {row + 2}, column {features.columns[col]!r} {shown}; "
-            "expected a finite number (row 1 is the header)"
+
+    if opts.features is not None:
+        candidates = list(opts.features)
+    else:
+        candidates = [c for c in names if c != label and c not in opts.drop]
+    wanted = [c for c in names if c in candidates or c == label]
+    frame = pd.read_csv(
+        path,
+        sep=opts.sep,
+        header=None,
+        names=names,
+        skiprows=layout.head_end,
+        usecols=wanted,
+        nrows=n,
+        dtype={label: str},
+        keep_default_na=False,
+        index_col=False,
+        skipinitialspace=True,
+        encoding="utf-8-sig",
+    )
+    if len(frame) != n:  # pandas split the rows otherwise than the scan: count rows instead
+        n = len(frame)
+        layout.lines = array("q", range(layout.head_end + 1, layout.head_end + 1 + n))
+    lines = layout.lines
+    notes: list[tuple[str, bool]] = []  # (text, whether it is a warning)
+    if layout.sklearn:
+        rows, classes = layout.sklearn
+        notes.append(
+            (
+                f"line 1 is scikit-learn's header ({rows} rows, classes {', '.join(classes)}): "
+                f"features x1..x{len(names) - 1}, label 'target'",
+                False,
+            )
         )
-    if frame[label].isna().any():
-        row = int(np.flatnonzero(frame[label].isna().to_numpy())[0])
-        raise DataError(f"{path}: row {row + 2}, label column {label!r} is empty")
-    classes, y = np.unique(frame[label].to_numpy(), return_inverse=True)
-    if len(classes) < 2:
+        if layout.complete and rows != n:
+            notes.append((f"scikit-learn's header says {rows} rows; the file has {n}", True))
+
+    columns = {c: _Column.of(frame[c]) for c in candidates}
+    # columns that hold no data: a saved row index first, unnamed empty columns anywhere
+    first = names[0]
+    if opts.features is None and first in candidates:
+        why = columns[first].row_index(first in layout.unnamed)
+        if why:
+            keep = "" if first in layout.unnamed else "; name it in dataset.features to keep it"
+            notes.append((f"dropped column {first!r}: {why}{keep}", True))
+            candidates.remove(first)
+    for c in [c for c in candidates if c in layout.unnamed and columns[c].empty]:
+        notes.append((f"dropped column {c!r}: no name and no values", True))
+        candidates.remove(c)
+    if not candidates:
+        gone = [c for c in names if c != label]
         raise DataError(
-            f"{path}: label column {label!r} has a single class ({classes[0]!r}); need at least 2"
+            f"{path}: no feature column is left besides the label {label!r}"
+            + (f" (the others: {_listing(gone)})" if gone else " (the file has no other column)")
+            + "; expected at least one numeric column"
         )
-    return numeric.to_numpy(dtype=np.float64), y
+
+    x = _feature_values(path, layout, candidates, columns, lines, opts)
+    cells = frame[label].str.strip().to_numpy(dtype=object)
+    y, class_names, numeric = _label_values(path, layout, label, cells, lines)
+    for j, c in enumerate(candidates):
+        if n > 1 and np.all(x[:, j] == x[0, j]):
+            notes.append((f"column {c!r} has the same value {x[0, j]:g} on every row", True))
+
+    if layout.complete:
+        _check_classes(path, label, class_names, numeric, n, opts)
+        counts = np.bincount(y, minlength=len(class_names))
+        rare = [class_names[i] for i in np.flatnonzero(counts == 1)]
+        if rare:
+            notes.append((f"class {_listing(rare, 5)} of {label!r} has a single row", True))
+        by_case: dict[str, list[str]] = {}
+        for c in class_names:
+            by_case.setdefault(c.casefold(), []).append(c)
+        for alike in (v for v in by_case.values() if len(v) > 1):
+            shown = " and ".join(map(repr, alike))
+            notes.append((f"classes {shown} of {label!r} differ only in case", True))
+    meta = {"features": candidates, "classes": class_names, "label": label, "notes": notes}
+    return x, y, meta
+
+
+@dataclass
+class _Column:
+    """A column as numbers: ``values`` (NaN where a cell is not a number), ``text`` (the
+    cells that are neither empty nor numbers) and ``cells``, the stripped text of each
+    cell, or None when pandas read the column as numbers."""
+
+    values: np.ndarray
+    text: np.ndarray
+    cells: np.ndarray | None
+
+    @classmethod
+    def of(cls, series) -> _Column:
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+        if is_numeric_dtype(series.dtype) or is_bool_dtype(series.dtype):
+            values = series.to_numpy(dtype=np.float64)
+            return cls(values, np.zeros(len(values), dtype=bool), None)
+        cells = series.astype(str).str.strip().to_numpy(dtype=object)
+        return cls(*_floats(cells), cells)
+
+    def cell(self, i: int) -> str:
+        return self.cells[i] if self.cells is not None else str(self.values[i])
+
+    @property
+    def empty(self) -> bool:
+        return self.cells is not None and not (self.cells != "").any()
+
+    def row_index(self, unnamed: bool) -> str | None:
+        """Why this column, the file's first, is a saved row index, or None if it is not."""
+        n, v = len(self.values), self.values
+        if n and not self.text.any():
+            if np.array_equal(v, np.arange(n)):
+                return "a 0..n-1 row index"
+            if np.array_equal(v, np.arange(1, n + 1)):
+                return "a 1..n row number"
+        if not unnamed or not n:
+            return None
+        distinct = self.cells if self.cells is not None else v
+        if self.cells is not None and (self.cells == "").any():
+            return None
+        if len(set(distinct.tolist())) == n and not np.isnan(v[~self.text]).any():
+            return "it has no name and a distinct value on every row (saved row names)"
+        return None
+
+
+def _feature_values(path, layout, names, columns, lines, opts) -> np.ndarray:
+    """The features as float64; a non-numeric column, or else the first bad cell, raises."""
+    n = len(lines)
+    x = np.empty((n, len(names)), dtype=np.float64)
+    worst = None  # (row, column index, cell)
+    header = f"row {layout.head_end} is the header" if layout.head_end else "the file has no header"
+    for j, c in enumerate(names):
+        col = columns[c]
+        x[:, j] = col.values
+        if col.empty:
+            raise DataError(
+                f"{path}: column {c!r} is empty on every row; expected numbers: drop it with "
+                + _override("dataset.drop", [*opts.drop, c])
+            )
+        if col.text.sum() * 2 > n:
+            i = int(np.flatnonzero(col.text)[0])
+            drop = _override("dataset.drop", [*opts.drop, c])
+            raise DataError(
+                f"{path}: column {c!r} is not numeric (row {lines[i]} has {col.cell(i)!r}); "
+                f"features must be numbers: drop it with {drop}, or list the feature columns "
+                "in dataset.features"
+            )
+        bad = np.flatnonzero(~np.isfinite(col.values))
+        if len(bad) and (worst is None or bad[0] < worst[0]):
+            worst = (int(bad[0]), j)
+    if worst is not None:
+        i, j = worst
+        col = columns[names[j]]
+        cell = col.cell(i)
+        nan = cell == "" or (not col.text[i] and np.isnan(col.values[i]))
+        shown = "is empty or NaN" if nan else f"has value {cell!r}"
+        decimal = re.fullmatch(r"[+-]?\d*,\d+", cell)
+        hint = " (a decimal comma? regexp reads '.' as the decimal point)" if decimal else ""
+        raise DataError(
+            f"{path}: row {lines[i]}, column {names[j]!r} {shown}; "
+            f"expected a finite number ({header}){hint}"
+        )
+    return x
+
+
+def _class_name(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _label_values(path, layout, label, cells, line_of) -> tuple[np.ndarray, list[str], bool]:
+    """Class codes 0..k-1 (in the order of the label's values: numeric codes by number,
+    names alphabetically), the name of each class, and whether the label is numeric."""
+    values, text = _floats(cells)
+    missing = np.flatnonzero((cells == "") | (~text & np.isnan(values)))
+    if len(missing):
+        i = int(missing[0])
+        shown = "is empty" if cells[i] == "" else f"is {cells[i]!r}"
+        raise DataError(f"{path}: row {line_of[i]}, label column {label!r} {shown}")
+    if text.any():  # class names
+        classes, y = np.unique(cells, return_inverse=True)
+        return y.astype(int), [str(c) for c in classes], False
+    infinite = np.flatnonzero(~np.isfinite(values))
+    fractional = np.flatnonzero(np.isfinite(values) & (values != np.round(values)))
+    odd = infinite if len(infinite) else fractional
+    if len(odd):
+        i = int(odd[0])
+        raise DataError(
+            f"{path}: label column {label!r} looks continuous (row {line_of[i]} has "
+            f"{cells[i]!r}, not a class code); only classification is supported: expected "
+            "class names or integer class codes"
+        )
+    classes, y = np.unique(values, return_inverse=True)
+    if layout.sklearn:
+        names = layout.sklearn[1]
+        outside = np.flatnonzero((values < 0) | (values >= len(names)))
+        if len(outside):
+            i = int(outside[0])
+            raise DataError(
+                f"{path}: row {line_of[i]}, label column 'target' has {cells[i]!r}; "
+                f"expected a class code 0..{len(names) - 1} (line 1 names {len(names)} classes)"
+            )
+        return y.astype(int), [names[int(c)] for c in classes], True
+    return y.astype(int), [_class_name(c) for c in classes], True
+
+
+def _check_classes(path, label, class_names, numeric, n, opts) -> None:
+    """Checks that need every row: one class only, a label that is a measurement or an ID
+    rather than a class, and too few rows to split."""
+    k = len(class_names)
+    if k < 2:
+        raise DataError(
+            f"{path}: label column {label!r} has a single class ({class_names[0]!r}); "
+            "need at least 2"
+        )
+    if numeric and k > 20 and k * 10 > n:
+        raise DataError(
+            f"{path}: label column {label!r} looks continuous ({k} distinct numbers among "
+            f"{n} rows, such as {', '.join(class_names[:3])}); only classification is "
+            "supported: expected a label with few classes, each on many rows"
+        )
+    if k > 2 and k * 2 > n:
+        raise DataError(
+            f"{path}: label column {label!r} has {k} classes among {n} rows (such as "
+            f"{', '.join(map(repr, class_names[:3]))}); expected a class label with at least 2 "
+            "rows per class on average (is it an ID column?)"
+        )
+    train, val, test = _split_sizes(n, opts.test_size, opts.val_size)
+    if n < MIN_ROWS or min(train, test) < 1 or (opts.val_size and val < 1):
+        raise DataError(
+            f"{path}: {n} rows (split {train} train, {val} validation, {test} test with "
+            f"dataset.test_size={opts.test_size} and dataset.val_size={opts.val_size}); "
+            f"expected at least {MIN_ROWS} rows and every split non-empty"
+        )
+
+
+def _csv(cfg) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A user's CSV file: the columns of ``dataset.features`` (all but ``dataset.label`` and
+    ``dataset.drop`` when null) are numeric features."""
+    return _read_csv(_options(cfg), limit=None)
 
 
 DATASETS: dict[str, Callable] = {
@@ -149,18 +740,15 @@ DATASETS: dict[str, Callable] = {
 
 
 def validate(ds) -> None:
-    """Check the ``dataset`` group of a config, without reading any data."""
+    """Check the ``dataset`` group of a config. A CSV file's header and first
+    ``SAMPLE_ROWS`` rows are read and checked too (the whole file if it is that short)."""
     name = choice("dataset.name", ds.get("name"), tuple(DATASETS))
     fraction("dataset.test_size", ds.get("test_size"), low_open=True)
     fraction("dataset.val_size", ds.get("val_size"), low_open=False)
     choice("dataset.scaler_fit", ds.get("scaler_fit"), ("train", "all", "none"))
     integer("dataset.split_seed", ds.get("split_seed"), minimum=0)
     if name == "csv":
-        path = ds.get("path")
-        if not path or not Path(str(path)).is_file():
-            raise ConfigError("dataset.path", path, "an existing CSV file")
-        if not ds.get("label"):
-            raise ConfigError("dataset.label", ds.get("label"), "the name of the label column")
+        _read_csv(_options(ds), limit=SAMPLE_ROWS)
 
 
 def _encode(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -174,7 +762,8 @@ def load(cfg) -> Dataset:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    x, y = DATASETS[cfg.name](cfg)
+    x, y, *rest = DATASETS[cfg.name](cfg)
+    meta = rest[0] if rest else {}
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y).astype(int)
     n_classes = int(y.max()) + 1
@@ -198,7 +787,8 @@ def load(cfg) -> Dataset:
         x = StandardScaler().fit(fit_on).transform(x)
     x = x.astype("float32")
     t = _encode(y, n_classes)
-    return Dataset(
+    notes = meta.get("notes", [])
+    data = Dataset(
         name=str(cfg.name),
         x_train=x[idx_train],
         y_train=t[idx_train],
@@ -208,4 +798,31 @@ def load(cfg) -> Dataset:
         y_test=t[idx_test],
         n_classes=n_classes,
         val_is_test=val_is_test,
+        feature_names=list(meta.get("features", [])),
+        class_names=list(meta.get("classes", [])),
+        label=meta.get("label"),
+        notes=[text for text, _ in notes],
     )
+    _log(data, notes)
+    return data
+
+
+def _log(data: Dataset, notes: list[tuple[str, bool]]) -> None:
+    s = data.summary()
+    rows = s["rows"]
+    val = "validation = test" if data.val_is_test else f"{rows['val']} validation"
+    log.info(
+        "data %s: %d rows (%d train, %s, %d test) x %d features: %s",
+        data.name,
+        rows["total"],
+        rows["train"],
+        val,
+        rows["test"],
+        s["n_features"],
+        _listing(s["features"], 20),
+    )
+    counts = ", ".join(f"{k}: {v}" for k, v in list(s["classes"].items())[:20])
+    label = f"label {data.label!r}, " if data.label else ""
+    log.info("data %s: %s%d classes (%s)", data.name, label, data.n_classes, counts)
+    for text, warning in notes:
+        (log.warning if warning else log.info)("data %s: %s", data.name, text)

@@ -308,6 +308,7 @@ def write(
     result = {
         **record,
         "val_is_test": data.val_is_test,
+        "data": data.summary(),
         **{f"{split}_{k}": v for split, vals in final.items() for k, v in vals.items()},
         "activity_mean": {name: float(a.mean()) for name, a in acts.items()},
         "diagnostics": {k: float(v) for k, v in frame.iloc[-1].items() if is_diagnostic(k)},
