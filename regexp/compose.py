@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from regexp.config import check_memory, validate
 from regexp.errors import ConfigError, UserError
@@ -138,6 +139,9 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
                 plans = validate(task)
             except ConfigError as e:
                 raise ConfigError(f"{label}{e.key}", e.value, e.accepted) from None
+            except OmegaConfBaseException as e:  # e.g. an interpolation to a missing key
+                key = getattr(e, "full_key", None) or "the config"
+                raise UserError(f"{label}{key}: {str(e).strip().splitlines()[0]}") from None
             _check_memory(task, plans, loaded, label)
             if destination is None:
                 _check_resume(task.get("resume"), multirun)
@@ -172,7 +176,15 @@ def _check_memory(task: DictConfig, plans, loaded: dict, label: str) -> None:
 
     key = json.dumps(OmegaConf.to_container(task.dataset, resolve=True), sort_keys=True)
     if key not in loaded:
-        loaded[key] = data.load(task.dataset)
+        try:
+            loaded[key] = data.load(task.dataset)
+        except UserError:
+            raise
+        except Exception as e:  # a generator refusing its parameters, an empty split, ...
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(
+                f"{label}dataset={task.dataset.name}: cannot be made ({first})"
+            ) from None
     try:
         check_memory(task, loaded[key], plans)
     except UserError as e:

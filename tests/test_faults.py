@@ -76,6 +76,9 @@ CATALOGUE = [
     ("csv:a,b,y\n" + GOOD_ROWS + "3,x,1\n", "row 42, column 'b' has value 'x'"),
     ("csv:a,b,y\n" + GOOD_ROWS + "3,nan,1\n", "row 42, column 'b' is empty or NaN"),
     ("csv:a,b,y\n1,2,0\n3,4,0\n", "single class"),
+    (["dataset.n_samples=-5"], "dataset=blobs: cannot be made (The 'n_samples' parameter"),
+    (["dataset.test_size=0.999"], "the resulting train set will be empty"),
+    (["reg.lam=${nope}"], "reg.lam: Interpolation key 'nope' not found"),
 ]  # fmt: skip
 
 
@@ -465,3 +468,11 @@ def test_check_refuses_what_run_refuses(case, tmp_path, capsys):
         assert rc == 0  # a user's class is only called when the model is built
         return
     assert rc == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_a_failed_job_fails_the_sweep_whatever_its_folder_is_called(tmp_path, capsys):
+    rc = main(["run", "-m", "experiment=b4_l1_activity", "optimizer.lr=0.001,1e4",
+               "trainer.epochs=2", "hydra.sweep.subdir=job${hydra.job.num}",
+               f"hydra.sweep.dir={tmp_path}"])  # fmt: skip
+    assert rc == 1
+    assert "1 of 2 runs did not complete: job1 diverged" in capsys.readouterr().err
