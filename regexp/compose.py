@@ -123,7 +123,8 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
         base = hydra_compose("config")
         # the fused launchers check that jobs have their own folders before training; under
         # any other launcher each job runs on its own, so every job is composed here
-        every_job = every_job or (multirun and not _fused_launcher(jobs, hydra_compose))
+        fused = multirun and _fused_launcher(jobs, hydra_compose)
+        every_job = every_job or (multirun and not fused)
         for num, job in enumerate(jobs):
             choice = tuple(o for o in job if o.split("=")[0].lstrip("+~") in groups)
             if choice in seen and not every_job:
@@ -162,9 +163,15 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
 
 
 def _fused_launcher(jobs: list[list[str]], hydra_compose) -> bool:
-    """Whether the sweep runs on one of regexp's fused launchers."""
+    """Whether the sweep runs on one of regexp's fused launchers (whose settings are
+    checked here)."""
+    from regexp.checks import integer
+
     cfg = hydra_compose("config", overrides=jobs[0], return_hydra_config=True)
-    return "regexp_launcher" in str(OmegaConf.select(cfg, "hydra.launcher._target_"))
+    fused = "regexp_launcher" in str(OmegaConf.select(cfg, "hydra.launcher._target_"))
+    if fused:
+        integer("hydra.launcher.max_members", OmegaConf.select(cfg, "hydra.launcher.max_members"))
+    return fused
 
 
 def _check_memory(task: DictConfig, plans, loaded: dict, label: str) -> None:

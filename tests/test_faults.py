@@ -79,6 +79,8 @@ CATALOGUE = [
     (["dataset.n_samples=-5"], "dataset=blobs: cannot be made (The 'n_samples' parameter"),
     (["dataset.test_size=0.999"], "the resulting train set will be empty"),
     (["reg.lam=${nope}"], "reg.lam: Interpolation key 'nope' not found"),
+    (["-m", "seed=0,1", "hydra.launcher.max_members=0"],
+     "hydra.launcher.max_members=0 is not accepted; expected an integer >= 1"),
 ]  # fmt: skip
 
 
