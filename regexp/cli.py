@@ -142,8 +142,8 @@ def run(args: list[str]) -> int:
         destination = precheck(args)
     except UserError as e:
         return _fail(e)
-    if destination is not None and not given(args, destination.key):
-        args = [*args, destination.override()]
+    if destination is not None:  # the folder resolved once (a ${now:...} in it included)
+        args = [a for a in args if not given([a], destination.key)] + [destination.override()]
 
     @hydra.main(config_path=str(CONF), config_name="config", version_base="1.3")
     def job(cfg) -> None:

@@ -5,6 +5,7 @@ be written. Hydra's multi-line reports become one line naming the key.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,6 +184,8 @@ def _check_memory(task: DictConfig, plans, loaded: dict, label: str) -> None:
 
     key = json.dumps(OmegaConf.to_container(task.dataset, resolve=True), sort_keys=True)
     if key not in loaded:
+        quiet = logging.getLogger("regexp.data")  # the run logs its data when it loads it
+        quiet.disabled = True
         try:
             loaded[key] = data.load(task.dataset)
         except UserError:
@@ -192,6 +195,8 @@ def _check_memory(task: DictConfig, plans, loaded: dict, label: str) -> None:
             raise UserError(
                 f"{label}dataset={task.dataset.name}: cannot be made ({first})"
             ) from None
+        finally:
+            quiet.disabled = False
     try:
         check_memory(task, loaded[key], plans)
     except UserError as e:
