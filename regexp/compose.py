@@ -5,7 +5,6 @@ be written. Hydra's multi-line reports become one line naming the key.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +118,6 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
     seen: set[tuple] = set()
     destination = None
     folders: dict[str, list[int]] = {}
-    loaded: dict[str, object] = {}  # datasets by their config, loaded once
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         base = hydra_compose("config")
         # the fused launchers check that jobs have their own folders before training; under
@@ -138,13 +136,16 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
                 raise hydra_error(e, base) from None
             task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
             try:
-                plans = validate(task)
+                checked = validate(task)
             except ConfigError as e:
                 raise ConfigError(f"{label}{e.key}", e.value, e.accepted) from None
             except OmegaConfBaseException as e:  # e.g. an interpolation to a missing key
                 key = getattr(e, "full_key", None) or "the config"
                 raise UserError(f"{label}{key}: {str(e).strip().splitlines()[0]}") from None
-            _check_memory(task, plans, loaded, label)
+            try:
+                check_memory(task, checked.shape, checked.plans)
+            except UserError as e:
+                raise UserError(f"{label}{e}") from None
             if destination is None:
                 _check_resume(task.get("resume"), multirun)
                 key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
@@ -173,34 +174,6 @@ def _fused_launcher(jobs: list[list[str]], hydra_compose) -> bool:
     if fused:
         integer("hydra.launcher.max_members", OmegaConf.select(cfg, "hydra.launcher.max_members"))
     return fused
-
-
-def _check_memory(task: DictConfig, plans, loaded: dict, label: str) -> None:
-    """Refuse a job that cannot fit in memory (alone; a fused group is checked again when it
-    is formed). Loads its data once per dataset config: no TensorFlow."""
-    import json
-
-    from regexp import data
-
-    key = json.dumps(OmegaConf.to_container(task.dataset, resolve=True), sort_keys=True)
-    if key not in loaded:
-        quiet = logging.getLogger("regexp.data")  # the run logs its data when it loads it
-        quiet.disabled = True
-        try:
-            loaded[key] = data.load(task.dataset)
-        except UserError:
-            raise
-        except Exception as e:  # a generator refusing its parameters, an empty split, ...
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(
-                f"{label}dataset={task.dataset.name}: cannot be made ({first})"
-            ) from None
-        finally:
-            quiet.disabled = False
-    try:
-        check_memory(task, loaded[key], plans)
-    except UserError as e:
-        raise UserError(f"{label}{e}") from None
 
 
 def _check_resume(resume, multirun: bool) -> None:

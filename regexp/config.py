@@ -9,12 +9,13 @@ plan, which is all the model builders need.
 from __future__ import annotations
 
 import importlib.util
-import re
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from regexp import data
-from regexp.checks import choice, integer
+from regexp.checks import BOOL, MAPPING, NAME, SEED, TEXT, Choice, Integer, Schema, parse
 from regexp.errors import ConfigError, DataError
 from regexp.optimizers import OPTIMIZERS
 from regexp.plan import LayerPlan, layer_plan
@@ -22,66 +23,101 @@ from regexp.plan import LayerPlan, layer_plan
 # trainer.engine: ``auto`` trains a job alone with ``compiled`` and a sweep's jobs in
 # fused groups; the others force one engine (``regexp.engines`` implements them).
 ENGINE_CHOICES = ("auto", "compiled", "keras", "fused")
-NAME = re.compile(r"[\w.+-]{1,100}")
+# The most sample indices a chunk of batch orders holds, all members together: training
+# cuts epochs into chunks (``training.chunk_stops``) that respect it.
+ORDER_BUDGET = 2**24
+GROUPS = ("dataset", "model", "reg", "optimizer", "trainer", "tracking")
 
 
-def validate(cfg: DictConfig) -> list[LayerPlan]:
-    """Check the whole config before TensorFlow is imported; return the layer plan."""
-    integer("seed", cfg.get("seed"), minimum=0)
-    if cfg.seed > 2**32 - 1:
-        raise ConfigError("seed", cfg.seed, "an integer from 0 to 2**32 - 1")
-    for key in ("experiment_name", "reg.name"):  # they name run folders
-        name = OmegaConf.select(cfg, key)
-        plain = isinstance(name, str) and NAME.fullmatch(name) and name not in (".", "..")
-        if name is not None and not plain:
-            accepted = "a plain name of letters, digits and . _ + - (it names folders)"
-            raise ConfigError(key, name, accepted)
-    data.validate(cfg.dataset)
+class Top(Schema):
+    """The keys of ``conf/config.yaml`` outside the groups (each group has its own
+    schema: ``data``, ``plan``, ``optimizers`` and ``Trainer`` below)."""
+
+    seed: Annotated[int, SEED]
+    experiment_name: Annotated[str | None, NAME.or_none()] = None
+    published: Annotated[Any, MAPPING.or_none()] = None  # a source's figures, free-form
+    resume: Annotated[str | None, TEXT.or_none()] = None
+
+
+class Trainer(Schema):
+    """The ``trainer`` group."""
+
+    engine: Annotated[str, Choice(*ENGINE_CHOICES)]
+    epochs: Annotated[int, Integer(1)]
+    batch_size: Annotated[int, Integer(1)]
+    shuffle: Annotated[bool, BOOL]
+    threads: Annotated[int, Integer(0)] = 1
+    tensorboard: Annotated[bool, BOOL] = False
+    quiet: Annotated[bool, BOOL] = False
+
+
+class Tracking(Schema):
+    """The optional ``tracking`` group (``+tracking=mlflow``)."""
+
+    backend: Annotated[str, Choice("mlflow")]
+    uri: Annotated[str, TEXT]
+    experiment: Annotated[str, TEXT] = "regexp"
+    artifacts: Annotated[str | None, TEXT.or_none()] = None
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What validation learns on the way: the layer plan, which is all the model builders
+    need, and the data's shape, which is all the memory estimate needs."""
+
+    plans: list[LayerPlan]
+    shape: data.Shape
+
+
+def validate(cfg: DictConfig) -> Checked:
+    """Check the whole config against the typed schemas before TensorFlow is imported."""
+    top = OmegaConf.to_container(cfg, resolve=True)
+    for group in GROUPS[:-1]:
+        if group not in top:
+            raise ConfigError(group, None, f"a {group} config (conf/{group}/)")
+    rest = {k: v for k, v in top.items() if k not in (*GROUPS, "hydra")}
+    parse(Top, rest, "", what="the config")
+    shape = data.validate(top["dataset"])
     plans = layer_plan(cfg)
-    opt = cfg.optimizer
-    name = choice("optimizer.name", opt.get("name"), tuple(OPTIMIZERS))
+    opt = top["optimizer"]
+    name = Choice(*OPTIMIZERS)("optimizer.name", opt.get("name") if isinstance(opt, dict) else opt)
     OPTIMIZERS[name].validate(opt)
-    tr = cfg.trainer
-    integer("trainer.epochs", tr.get("epochs"))
-    integer("trainer.batch_size", tr.get("batch_size"))
-    integer("trainer.threads", tr.get("threads"), minimum=0)
-    tracking = cfg.get("tracking")
-    if tracking:
-        choice("tracking.backend", tracking.get("backend"), ("mlflow",))
+    trainer = parse(Trainer, top["trainer"], "trainer")
+    if top.get("tracking") is not None:
+        parse(Tracking, top["tracking"], "tracking")
         if importlib.util.find_spec("mlflow") is None:
             raise ConfigError(
                 "+tracking", "mlflow", "installed mlflow: pip install 'regexp[mlflow]'"
             )
-        if not tracking.get("uri"):
-            raise ConfigError("tracking.uri", tracking.get("uri"), "an MLflow tracking URI")
-    if tr.get("tensorboard") not in (None, True, False):
-        raise ConfigError("trainer.tensorboard", tr.get("tensorboard"), "true or false")
-    if tr.get("tensorboard") and importlib.util.find_spec("tensorboard") is None:
+    if trainer.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError(
             "trainer.tensorboard",
             True,
             "false, or install the extra: pip install 'regexp[tensorboard]'",
         )
-    choice("trainer.engine", tr.get("engine"), ENGINE_CHOICES)
-    return plans
+    return Checked(plans, shape)
 
 
-def memory_needed(cfg: DictConfig, data, plans: list[LayerPlan], members: int = 1) -> dict:
+def memory_needed(
+    cfg: DictConfig, shape: data.Shape, plans: list[LayerPlan], members: int = 1
+) -> dict:
     """A generous estimate of the bytes a training needs, by what needs them: weights
     with their gradients, optimizer state and each member's Keras copy; the batch order
-    of every epoch; the history; and the activations of a batch and of the validation
-    split. Keys name the config values that drive each part."""
+    of one chunk of epochs (``training.chunk_stops`` bounds it); the history; and the
+    activations of a batch and of the validation split. Keys name the config values that
+    drive each part."""
     widths = [p.units for p in plans if p.units is not None]
-    outputs = 1 if data.n_classes == 2 else data.n_classes
-    sizes = [data.n_features, *widths, outputs]
+    outputs = 1 if shape.classes == 2 else shape.classes
+    sizes = [shape.features, *widths, outputs]
     params = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
-    epochs, n = int(cfg.trainer.epochs), len(data.x_train)
+    epochs = int(cfg.trainer.epochs)
     columns = 6 + 7 * len(sizes)
-    rows = int(cfg.trainer.batch_size) + len(data.x_val) + len(data.x_test)
+    rows = int(cfg.trainer.batch_size) + shape.val + shape.test
     return {
         f"the weights of model.width={cfg.model.width}, model.depth={cfg.model.depth}":
             params * 4 * 8 * members,
-        f"the batch order of trainer.epochs={epochs}": epochs * n * 12 * members,
+        "the batch order of a chunk of epochs":
+            min(epochs * shape.train * members, ORDER_BUDGET) * 12,
         f"the history of trainer.epochs={epochs}": epochs * columns * 40 * members,
         f"the activations of model.width={cfg.model.width}": rows * sum(sizes) * 4 * 3 * members,
     }  # fmt: skip
@@ -100,9 +136,11 @@ def _available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_memory(cfg: DictConfig, data, plans: list[LayerPlan], members: int = 1) -> None:
+def check_memory(
+    cfg: DictConfig, shape: data.Shape, plans: list[LayerPlan], members: int = 1
+) -> None:
     """Refuse, in one line, a training that cannot fit in memory, before it starts."""
-    need = memory_needed(cfg, data, plans, members)
+    need = memory_needed(cfg, shape, plans, members)
     total, free = sum(need.values()), _available_memory()
     if total > 0.9 * free:
         what = max(need, key=need.get)

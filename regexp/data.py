@@ -16,14 +16,25 @@ from __future__ import annotations
 import logging
 import re
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
-from regexp.checks import choice, fraction, integer
+from regexp.checks import (
+    BOOL,
+    OPEN_UNIT,
+    POSITIVE,
+    SEED,
+    STRENGTH,
+    UNIT_INTERVAL,
+    Choice,
+    Integer,
+    Schema,
+    parse,
+)
 from regexp.errors import ConfigError, DataError
 
 log = logging.getLogger("regexp.data")
@@ -67,6 +78,12 @@ class Dataset:
     def n_features(self) -> int:
         return self.x_train.shape[1]
 
+    @property
+    def shape(self) -> Shape:
+        return Shape(
+            len(self.x_train), len(self.x_val), len(self.x_test), self.n_features, self.n_classes
+        )
+
     def labels(self, y: np.ndarray) -> np.ndarray:
         """Integer class labels from encoded targets."""
         return y.ravel().astype(int) if self.binary else y.argmax(axis=1)
@@ -102,10 +119,10 @@ def _blobs(cfg) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import make_blobs
 
     return make_blobs(
-        n_samples=int(cfg.get("n_samples", 300)),
+        n_samples=int(cfg.n_samples),
         n_features=2,
         centers=[[0.0, 0.0], [0.5, 0.1]],
-        cluster_std=float(cfg.get("cluster_std", 0.25)),
+        cluster_std=float(cfg.cluster_std),
         center_box=(-1.0, 1.0),
         random_state=cfg.split_seed,
     )
@@ -115,8 +132,8 @@ def _moons(cfg):
     from sklearn.datasets import make_moons
 
     return make_moons(
-        n_samples=int(cfg.get("n_samples", 300)),
-        noise=float(cfg.get("noise", 0.2)),
+        n_samples=int(cfg.n_samples),
+        noise=float(cfg.noise),
         random_state=cfg.split_seed,
     )
 
@@ -125,9 +142,9 @@ def _circles(cfg):
     from sklearn.datasets import make_circles
 
     return make_circles(
-        n_samples=int(cfg.get("n_samples", 300)),
-        noise=float(cfg.get("noise", 0.1)),
-        factor=float(cfg.get("factor", 0.5)),
+        n_samples=int(cfg.n_samples),
+        noise=float(cfg.noise),
+        factor=float(cfg.factor),
         random_state=cfg.split_seed,
     )
 
@@ -727,28 +744,112 @@ def _csv(cfg) -> tuple[np.ndarray, np.ndarray, dict]:
     return _read_csv(_options(cfg), limit=None)
 
 
-DATASETS: dict[str, Callable] = {
-    "blobs": _blobs,
-    "moons": _moons,
-    "circles": _circles,
-    "iris": _sklearn_loader("iris"),
-    "breast_cancer": _sklearn_loader("breast_cancer"),
-    "wine": _sklearn_loader("wine"),
-    "digits": _sklearn_loader("digits"),
-    "csv": _csv,
+class Split(Schema):
+    """The keys every dataset has: how it is split and scaled."""
+
+    name: str  # the catalogue's key, checked before the schema is chosen
+    test_size: Annotated[float, OPEN_UNIT]
+    val_size: Annotated[float, UNIT_INTERVAL]  # of the training part; 0: validate on test
+    scaler_fit: Annotated[str, Choice("train", "all", "none")]
+    split_seed: Annotated[int, SEED]
+
+
+class Generated(Split):
+    n_samples: Annotated[int, Integer(MIN_ROWS)]
+
+
+class Blobs(Generated):
+    cluster_std: Annotated[float, POSITIVE]
+
+
+class Moons(Generated):
+    noise: Annotated[float, STRENGTH]
+
+
+class Circles(Moons):
+    factor: Annotated[float, UNIT_INTERVAL]  # make_circles: inner radius / outer, in [0, 1)
+
+
+class Csv(Split):
+    """A CSV file's keys; ``_options`` checks their values (it knows the file)."""
+
+    path: Any = None
+    label: Any = "label"
+    features: Any = None
+    drop: Any = None
+    sep: Any = ","
+    header: Annotated[bool, BOOL] = True
+
+
+@dataclass(frozen=True)
+class Source:
+    """One dataset of the catalogue: its loader, its typed schema, and its size
+    (rows, features, classes) as far as it is known without loading it."""
+
+    load: Callable
+    schema: type[Split]
+    size: Callable[[Any], tuple[int, int, int]]
+
+
+def _fixed(rows: int, features: int, classes: int) -> Callable:
+    return lambda cfg: (rows, features, classes)
+
+
+def _generated(cfg) -> tuple[int, int, int]:
+    return cfg.n_samples, 2, 2
+
+
+def _csv_size(cfg) -> tuple[int, int, int]:
+    """From the header and the first ``SAMPLE_ROWS`` rows (a lower bound for a longer
+    file, which ``load`` checks whole)."""
+    x, _, meta = _read_csv(_options(cfg.model_dump()), limit=SAMPLE_ROWS)
+    return len(x), x.shape[1], len(meta["classes"])
+
+
+DATASETS: dict[str, Source] = {
+    "blobs": Source(_blobs, Blobs, _generated),
+    "moons": Source(_moons, Moons, _generated),
+    "circles": Source(_circles, Circles, _generated),
+    "iris": Source(_sklearn_loader("iris"), Split, _fixed(150, 4, 3)),
+    "breast_cancer": Source(_sklearn_loader("breast_cancer"), Split, _fixed(569, 30, 2)),
+    "wine": Source(_sklearn_loader("wine"), Split, _fixed(178, 13, 3)),
+    "digits": Source(_sklearn_loader("digits"), Split, _fixed(1797, 64, 10)),
+    "csv": Source(_csv, Csv, _csv_size),
 }
 
 
-def validate(ds) -> None:
-    """Check the ``dataset`` group of a config. A CSV file's header and first
-    ``SAMPLE_ROWS`` rows are read and checked too (the whole file if it is that short)."""
-    name = choice("dataset.name", ds.get("name"), tuple(DATASETS))
-    fraction("dataset.test_size", ds.get("test_size"), low_open=True)
-    fraction("dataset.val_size", ds.get("val_size"), low_open=False)
-    choice("dataset.scaler_fit", ds.get("scaler_fit"), ("train", "all", "none"))
-    integer("dataset.split_seed", ds.get("split_seed"), minimum=0)
-    if name == "csv":
-        _read_csv(_options(ds), limit=SAMPLE_ROWS)
+@dataclass(frozen=True)
+class Shape:
+    """The sizes a training's memory depends on: rows per split, features, classes."""
+
+    train: int
+    val: int
+    test: int
+    features: int
+    classes: int
+
+
+def validate(ds) -> Shape:
+    """Check the ``dataset`` group against its schema, and that every split gets rows;
+    return the data's shape, without loading it. A CSV file's header and first
+    ``SAMPLE_ROWS`` rows are read and checked (the whole file if it is that short)."""
+    name = Choice(*DATASETS)("dataset.name", ds.get("name") if isinstance(ds, Mapping) else ds)
+    source = DATASETS[name]
+    checked = parse(source.schema, ds, "dataset", what=f"dataset={name}")
+    rows, features, classes = source.size(checked)
+    train, val, test = _split_sizes(rows, checked.test_size, checked.val_size)
+    for key, value, empty in (
+        ("dataset.test_size", checked.test_size, train + val < 1 or test < 1),
+        ("dataset.val_size", checked.val_size, train < 1 or (checked.val_size > 0 and val < 1)),
+    ):
+        if empty:
+            raise ConfigError(
+                key,
+                value,
+                f"a size that leaves rows in every split ({rows} rows of dataset={name} give "
+                f"{train} train, {val} validation and {test} test)",
+            )
+    return Shape(train, val if checked.val_size else test, test, features, classes)
 
 
 def _encode(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -762,7 +863,7 @@ def load(cfg) -> Dataset:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    x, y, *rest = DATASETS[cfg.name](cfg)
+    x, y, *rest = DATASETS[cfg.name].load(cfg)
     meta = rest[0] if rest else {}
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y).astype(int)

@@ -186,8 +186,11 @@ def train_group_in_worker(
     from regexp.errors import UserError
 
     # submitit cancels a local worker with SIGINT: it must stop even when the sweep was
-    # started in the background, where SIGINT is inherited as ignored
+    # started in the background, where SIGINT is inherited as ignored. Slurm's scancel sends
+    # SIGTERM (SIGKILL only KillWait seconds later), which submitit would ignore: it stops
+    # training as Ctrl-C does, so the trained epochs are recorded as interrupted.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     Singleton.set_state(singleton_state)
     setup_globals()
     os.chdir(cwd)  # relative sweep folders resolve as they did where the sweep was launched
@@ -203,6 +206,10 @@ def train_group_in_worker(
     except UserError as e:  # bad input only training could find (e.g. a non-scalar penalty)
         return GroupResult({}, str(e))
     return GroupResult(returns)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _worker_id() -> str:

@@ -9,23 +9,23 @@ engine's update rule reads the same values, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from regexp.checks import positive, unit_interval
-from regexp.errors import ConfigError
+from regexp.checks import POSITIVE, UNIT_INTERVAL, Rule, Schema, parse
 
 
 @dataclass(frozen=True)
 class Optimizer:
     """One optimizer: its Keras class, and its hyperparameters with their defaults and
-    checks. ``update`` is its rule on stacked variables (see ``Stacked``)."""
+    types (its typed schema). ``update`` is its rule on stacked variables (see ``Stacked``)."""
 
     name: str
     keras_class: str
     defaults: Mapping[str, float]
-    checks: Mapping[str, Callable[[str, Any], float]]
+    types: Mapping[str, Rule]
     update: Callable
     slots: int  # optimizer state variables per weight
 
@@ -33,15 +33,13 @@ class Optimizer:
         """The hyperparameters a config asks for: the defaults, overridden by ``cfg``."""
         return {k: float(v if cfg.get(k) is None else cfg[k]) for k, v in self.defaults.items()}
 
+    def schema(self) -> type[Schema]:
+        """The ``optimizer`` group's typed schema: ``name``, ``lr`` and the hyperparameters
+        (each may be left out or null for Keras' default)."""
+        return _schema(self.name)
+
     def validate(self, cfg: Mapping[str, Any]) -> None:
-        positive("optimizer.lr", cfg.get("lr"))
-        for key in cfg:
-            if key not in ("name", "lr", *self.defaults):
-                accepted = ", ".join(("name", "lr", *self.defaults))
-                raise ConfigError(f"optimizer.{key}", cfg[key], f"a key of {self.name}: {accepted}")
-        for key, check in self.checks.items():
-            if cfg.get(key) is not None:
-                check(f"optimizer.{key}", cfg[key])
+        parse(self.schema(), cfg, "optimizer", what=f"optimizer {self.name}")
 
     def keras(self, cfg: Mapping[str, Any]):
         """The Keras optimizer with this config's learning rate and hyperparameters."""
@@ -88,14 +86,33 @@ OPTIMIZERS: dict[str, Optimizer] = {
     for o in (
         Optimizer("adam", "keras.optimizers.Adam",
                   {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
-                  {"beta_1": unit_interval, "beta_2": unit_interval, "epsilon": positive},
+                  {"beta_1": UNIT_INTERVAL, "beta_2": UNIT_INTERVAL, "epsilon": POSITIVE},
                   _adam, slots=2),
         Optimizer("sgd", "keras.optimizers.SGD", {"momentum": 0.0},
-                  {"momentum": unit_interval}, _sgd, slots=1),
+                  {"momentum": UNIT_INTERVAL}, _sgd, slots=1),
         Optimizer("rmsprop", "keras.optimizers.RMSprop", {"rho": 0.9, "epsilon": 1e-7},
-                  {"rho": unit_interval, "epsilon": positive}, _rmsprop, slots=1),
+                  {"rho": UNIT_INTERVAL, "epsilon": POSITIVE}, _rmsprop, slots=1),
     )
 }  # fmt: skip
+
+
+@functools.cache
+def _schema(name: str) -> type[Schema]:
+    from typing import Annotated, Literal
+
+    from pydantic import create_model
+
+    optimizer = OPTIMIZERS[name]
+    fields = {
+        k: (Annotated[float | None, rule.or_none()], None) for k, rule in optimizer.types.items()
+    }
+    return create_model(
+        optimizer.name,
+        __base__=Schema,
+        name=(Literal[optimizer.name], ...),
+        lr=(Annotated[float, POSITIVE], ...),
+        **fields,
+    )
 
 
 class Stacked:

@@ -81,7 +81,7 @@ def plan(
 ) -> Planned:
     """Validate ``cfg`` (the one validation of a job) and decide its engine; ``fused``
     says whether the caller trains jobs in fused groups."""
-    plans = validate(cfg)
+    plans = validate(cfg).plans
     engine = choose_engine(str(cfg.trainer.engine), fused)
     return Planned(cfg, plans, engine, Path(folder), list(overrides), num)
 
@@ -163,9 +163,9 @@ def prepare(cfg: DictConfig, plans: list[LayerPlan] | None = None, members: int 
     The initial weights depend only on the structure and the seed, so every engine
     starts the same job from the same weights.
     """
-    plans = validate(cfg) if plans is None else plans
+    plans = validate(cfg).plans if plans is None else plans
     data = datasets.load(cfg.dataset)
-    check_memory(cfg, data, plans, members)
+    check_memory(cfg, data.shape, plans, members)
     keras = import_keras(int(cfg.trainer.threads))
     from regexp.model import build_model, compile_model
 

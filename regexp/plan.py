@@ -6,13 +6,13 @@ Dense layer, which is all the model builders (Keras and stacked) need to know.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
+from pydantic import ConfigDict
 
-from regexp.checks import choice, integer, strength
+from regexp.checks import MAPPING, NAME, STRENGTH, Choice, Integer, Schema, parse
 from regexp.errors import ConfigError
 from regexp.regularizers import CODES, code_to_spec, kind_label, validate_spec
 
@@ -23,7 +23,47 @@ ACTIVATIONS = (
 POSITIONS = ("post", "pre")
 MODES = ("layers", "loss")
 PENALTY_SLOTS = ("kernel", "bias", "activity")  # where a layer carries a regularizer
-SLOTS = (*PENALTY_SLOTS, "position")
+
+
+class Model(Schema):
+    """The ``model`` group: ``depth`` hidden layers, with one width and activation for
+    all of them, or a list of ``depth``."""
+
+    depth: Annotated[int, Integer(1)]
+    width: Annotated[Any, Integer(1).or_list()]
+    activation: Annotated[Any, Choice(*ACTIVATIONS).or_list()]
+
+
+class Slots(Schema):
+    """What a hidden layer carries: a regularizer spec per slot (null for none; checked by
+    the regularizer catalogue), and where its activity penalty sits."""
+
+    kernel: Any = None
+    bias: Any = None
+    activity: Any = None
+    position: Annotated[str, Choice(*POSITIONS)] = "post"
+
+
+class OutputSlots(Schema):
+    """What the output layer carries: kernel and bias specs."""
+
+    kernel: Any = None
+    bias: Any = None
+
+
+class Reg(Schema):
+    """The ``reg`` group. A reg file may add keys of its own (B7's ``rho``) for its specs
+    to interpolate; those are checked where the specs use them."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: Annotated[str, NAME]
+    lam: Annotated[float, STRENGTH]
+    mode: Annotated[str, Choice(*MODES)] = "layers"
+    codes: Any = None  # checked with the plan (B1's codes)
+    hidden: Annotated[Any, MAPPING.or_none()] = None
+    output: Annotated[Any, MAPPING.or_none()] = None
+    layers: Annotated[Any, MAPPING.or_none()] = None
 
 
 @dataclass(frozen=True)
@@ -49,13 +89,13 @@ class LayerPlan:
         return (self.name, self.units, self.activation, self.position, *kinds)
 
 
-def _per_layer(key: str, value: Any, depth: int, check) -> list:
+def _per_layer(key: str, value: Any, depth: int) -> list:
     """A scalar for every hidden layer, or a list with one entry per hidden layer."""
-    if isinstance(value, (list, tuple, ListConfig)):
+    if isinstance(value, (list, tuple)):
         if len(value) != depth:
             raise ConfigError(key, list(value), f"one value, or a list of model.depth={depth}")
-        return [check(f"{key}[{i}]", v) for i, v in enumerate(value)]
-    return [check(key, value)] * depth
+        return list(value)
+    return [value] * depth
 
 
 def layer_index(key: str, raw: Any, depth: int) -> int:
@@ -71,39 +111,32 @@ def layer_index(key: str, raw: Any, depth: int) -> int:
     return index if index > 0 else depth + 1 + index
 
 
-def _slots(key: str, value: Any, allowed: tuple[str, ...]) -> dict:
+def _slots(key: str, value: Any, schema: type[Schema]) -> dict:
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(key, value, "a mapping of " + ", ".join(allowed))
-    for name, spec in value.items():
-        if name not in allowed:
-            raise ConfigError(f"{key}.{name}", spec, "one of the keys " + ", ".join(allowed))
-        if name == "position":
-            choice(f"{key}.position", spec, POSITIONS)
-        else:
-            validate_spec(f"{key}.{name}", spec)
-    return dict(value)
+    slots = parse(schema, value, key)
+    for name in PENALTY_SLOTS:
+        if name in slots.model_fields_set:
+            validate_spec(f"{key}.{name}", getattr(slots, name))
+    return {name: getattr(slots, name) for name in slots.model_fields_set}
 
 
 def layer_plan(cfg: DictConfig) -> list[LayerPlan]:
     """Validate ``model`` and ``reg`` and return one plan per Dense layer, output last."""
-    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model = parse(Model, OmegaConf.to_container(cfg.model, resolve=True), "model")
     reg = OmegaConf.to_container(cfg.reg, resolve=True)
-    depth = integer("model.depth", model.get("depth"))
-    widths = _per_layer("model.width", model.get("width"), depth, integer)
-    activations = _per_layer(
-        "model.activation", model.get("activation"), depth, lambda k, v: choice(k, v, ACTIVATIONS)
-    )
-    strength("reg.lam", reg.get("lam"))
-    mode = choice("reg.mode", reg.get("mode", "layers"), MODES)
+    checked = parse(Reg, reg, "reg")
+    depth = model.depth
+    widths = _per_layer("model.width", model.width, depth)
+    activations = _per_layer("model.activation", model.activation, depth)
+    mode = checked.mode
 
-    hidden = _slots("reg.hidden", reg.get("hidden"), SLOTS)
-    output = _slots("reg.output", reg.get("output"), ("kernel", "bias"))
+    hidden = _slots("reg.hidden", checked.hidden, Slots)
+    output = _slots("reg.output", checked.output, OutputSlots)
     per_layer: dict[int, dict] = {}
-    for raw, slots in (reg.get("layers") or {}).items():
+    for raw, slots in (checked.layers or {}).items():
         index = layer_index("reg.layers", raw, depth)
-        per_layer.setdefault(index, {}).update(_slots(f"reg.layers.{raw}", slots, SLOTS))
+        per_layer.setdefault(index, {}).update(_slots(f"reg.layers.{raw}", slots, Slots))
 
     plans = []
     for i in range(1, depth + 1):
@@ -121,9 +154,8 @@ def layer_plan(cfg: DictConfig) -> list[LayerPlan]:
         )
     plans.append(LayerPlan("out", None, None, output.get("kernel"), output.get("bias")))
 
-    codes = reg.get("codes")
-    if codes is not None:
-        plans = _apply_codes(plans, codes, reg["lam"])
+    if checked.codes is not None:
+        plans = _apply_codes(plans, checked.codes, checked.lam)
     if mode == "loss":
         for p in plans:
             if p.activity is not None:

@@ -13,11 +13,12 @@ constructor arguments beside it (this is how ``reg=l3`` brings in L3)::
     {_target_: regexp.custom_regularizers.L3, lam: 0.01}
 
 A kind is one class, as in Keras' own ``regularizers.py``: its docstring states the
-formula, ``params`` says how each parameter is checked (without TensorFlow, so configs
-validate before it loads), ``keras(**params)`` is the regularizer put on a Keras layer,
-and ``stacked(x, **params)`` is the same formula for the fused engine, where ``x`` holds
-one tensor per member on axis 0 and each parameter one value per member. A new kind is a
-new subclass; nothing else needs to know about it.
+formula, ``params`` gives each parameter's type (a ``checks.Rule``; together they make
+the kind's typed schema, checked without TensorFlow so that configs validate before it
+loads), ``keras(**params)`` is the regularizer put on a Keras layer, and
+``stacked(x, **params)`` is the same formula for the fused engine, where ``x`` holds one
+tensor per member on axis 0 and each parameter one value per member. A new kind is a new
+subclass; nothing else needs to know about it.
 
 Activity penalties: Keras (>= 3.14) divides whatever an activity regularizer returns by
 the batch size, so ``{kind: l1}`` as an activity penalty costs
@@ -31,7 +32,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from regexp.checks import open_unit, positive, strength
+from regexp.checks import OPEN_UNIT, POSITIVE, STRENGTH, Rule, Schema, parse
 from regexp.errors import ConfigError
 
 
@@ -48,26 +49,21 @@ def _member(v, x):
 
 
 class Kind:
-    """A built-in penalty. Subclasses set ``name`` and ``params`` (parameter -> check),
+    """A built-in penalty. Subclasses set ``name`` and ``params`` (parameter -> type),
     and define ``stacked``; ``keras`` defaults to ``stacked`` on a member axis of one."""
 
     name: ClassVar[str]
-    params: ClassVar[dict[str, Callable[[str, Any], float]]]
+    params: ClassVar[dict[str, Rule]]
+
+    @classmethod
+    def schema(cls) -> type[Schema]:
+        """The typed schema of a spec of this kind: ``kind`` and every parameter."""
+        return _schema(cls)
 
     @classmethod
     def validate(cls, key: str, spec: Mapping[str, Any]) -> None:
         """Every parameter present and accepted, and no other key."""
-        extra = sorted(set(spec) - {"kind", *cls.params})
-        if extra:
-            raise ConfigError(
-                f"{key}.{extra[0]}",
-                spec[extra[0]],
-                f"only {', '.join(cls.params)} for kind {cls.name}",
-            )
-        for name, check in cls.params.items():
-            if name not in spec:
-                raise ConfigError(f"{key}.{name}", None, f"a value (kind {cls.name} needs it)")
-            check(f"{key}.{name}", spec[name])
+        parse(cls.schema(), spec, key, what=f"kind {cls.name}")
 
     @classmethod
     def keras(cls, **params: float):
@@ -83,7 +79,7 @@ class Kind:
 class L1(Kind):
     """``loss = lam * sum(|x|)`` (Keras' ``L1``)."""
 
-    name, params = "l1", {"lam": strength}
+    name, params = "l1", {"lam": STRENGTH}
 
     @classmethod
     def keras(cls, lam: float):
@@ -101,7 +97,7 @@ class L1(Kind):
 class L2(Kind):
     """``loss = lam * sum(x^2)`` (Keras' ``L2``)."""
 
-    name, params = "l2", {"lam": strength}
+    name, params = "l2", {"lam": STRENGTH}
 
     @classmethod
     def keras(cls, lam: float):
@@ -119,7 +115,7 @@ class L2(Kind):
 class L1L2(Kind):
     """``loss = l1 * sum(|x|) + l2 * sum(x^2)`` (Keras' ``L1L2``)."""
 
-    name, params = "l1l2", {"l1": strength, "l2": strength}
+    name, params = "l1l2", {"l1": STRENGTH, "l2": STRENGTH}
 
     @classmethod
     def keras(cls, l1: float, l2: float):
@@ -139,7 +135,7 @@ class KL(Kind):
     with ``rho_hat_j = clip(mean over the batch of unit j, 1e-6, 0.99999)``.
     """
 
-    name, params = "kl", {"lam": strength, "rho": open_unit}
+    name, params = "kl", {"lam": STRENGTH, "rho": OPEN_UNIT}
 
     @classmethod
     def keras(cls, lam: float, rho: float):
@@ -162,7 +158,7 @@ class Huber(Kind):
     ``|w| <= delta`` and ``delta * (|w| - delta / 2)`` beyond: quadratic near zero like L2,
     linear in the tails like L1."""
 
-    name, params = "huber", {"lam": strength, "delta": positive}
+    name, params = "huber", {"lam": STRENGTH, "delta": POSITIVE}
 
     @staticmethod
     def stacked(x, lam, delta):
@@ -176,6 +172,18 @@ class Huber(Kind):
 
 
 KINDS: dict[str, type[Kind]] = {k.name: k for k in (L1, L2, L1L2, KL, Huber)}
+
+
+@functools.cache
+def _schema(kind: type[Kind]) -> type[Schema]:
+    from typing import Annotated, Literal
+
+    from pydantic import create_model
+
+    fields = {p: (Annotated[float, rule], ...) for p, rule in kind.params.items()}
+    return create_model(kind.name, __base__=Schema, kind=(Literal[kind.name], ...), **fields)
+
+
 ACCEPTED = ", ".join(KINDS) + " (or {_target_: a.Regularizer.subclass, ...})"
 
 
@@ -257,10 +265,10 @@ def validate_spec(key: str, spec: Any) -> None:
             raise ConfigError(f"{key}._target_", target, "an importable 'module.Class' path")
         for name in ("lam", "l1", "l2"):
             if name in spec:
-                strength(f"{key}.{name}", spec[name])
+                STRENGTH(f"{key}.{name}", spec[name])
         return
     kind = spec.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ConfigError(f"{key}.kind", kind, ACCEPTED)
     KINDS[kind].validate(key, spec)
 

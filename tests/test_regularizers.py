@@ -161,7 +161,11 @@ def test_huber_serializes():
         ({"kind": "huber", "lam": 0.1, "delta": "wide"}, "k.delta", "a number > 0"),
         ({"kind": "huber", "lam": 0.1}, "k.delta", "kind huber needs it"),
         ({"kind": "huber", "lam": -1, "delta": 1}, "k.lam", "a number >= 0"),
-        ({"kind": "huber", "lam": 1, "delta": 1, "rho": 0.1}, "k.rho", "only lam, delta"),
+        (
+            {"kind": "huber", "lam": 1, "delta": 1, "rho": 0.1},
+            "k.rho",
+            "a key of kind huber: kind, lam, delta",
+        ),
     ],
 )
 def test_huber_parameters_are_checked_without_tensorflow(spec, key, accepted):
