@@ -8,7 +8,7 @@ writes the same run folder.
 - ``keras``: plain ``model.fit``, the reference. Keras shuffles with its own generator.
 - ``compiled``: Keras' own ``train_step`` and ``test_step`` on the same model, looped
   over batches and epochs inside one ``tf.function``: the same arithmetic without
-  ``fit``'s per-step and per-epoch Python overhead. Batches follow ``batch_orders``.
+  ``fit``'s per-step and per-epoch Python overhead. Batches follow ``BatchOrders``.
 - ``fused`` (``regexp.fused``): many runs at once as one vectorized model.
 
 ``keras`` and ``compiled`` train one job at a time; ``fused`` a group of any size.
@@ -32,10 +32,11 @@ from regexp.training import (
     COLUMNS,
     SERIES,
     SHOWN,
+    BatchOrders,
+    ChunkHistory,
+    ChunkStops,
     History,
     Job,
-    batch_orders,
-    chunk_stops,
     first_non_finite,
     train_in_chunks,
     truncate,
@@ -55,7 +56,7 @@ def fit_keras(jobs: Sequence[Job], lead: str = "") -> list[History]:
     names = [*COLUMNS, *diag.names]
     recorded: History = {name: [] for name in names}
     progress = Epochs(trainer, epochs, lead=lead)
-    stops = set(chunk_stops(epochs))
+    stops = ChunkStops(epochs, len(data.x_train))  # its milestones: every engine snapshots there
     job.snapshot(0, model.get_weights)
 
     def report(epoch: int, logs: dict) -> None:
@@ -64,7 +65,7 @@ def fit_keras(jobs: Sequence[Job], lead: str = "") -> list[History]:
                 recorded[name].append(float(value))
         if not np.isfinite(logs["loss"]):
             model.stop_training = True
-        elif epoch + 1 in stops:
+        elif stops.milestone(epoch + 1):
             job.snapshot(epoch + 1, model.get_weights)
         progress.update(epoch + 1, logs["loss"], logs["val_loss"], logs["val_accuracy"])
 
@@ -92,7 +93,8 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
     Per epoch, as ``model.fit`` does: reset the metrics, one ``train_step`` per batch,
     read the train metrics; reset, one ``test_step`` per validation batch (batch size
     ``trainer.batch_size``), read the validation metrics. The epochs run in about ten
-    graph calls, with a progress line after each.
+    graph calls (``ChunkStops``), with a progress line after each; each call is given its
+    chunk's batch orders and fills a chunk's history buffers.
     """
     import tensorflow as tf
 
@@ -102,12 +104,14 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
     x, y = tf.constant(data.x_train), tf.constant(data.y_train)
     xv, yv = tf.constant(data.x_val), tf.constant(data.y_val)
     n, nv = len(data.x_train), len(data.x_val)
-    order = tf.constant(batch_orders(n, epochs, job.seed, bool(trainer.shuffle)), tf.int32)
+    stops = ChunkStops(epochs, n)
+    orders = BatchOrders(n, job.seed, bool(trainer.shuffle))
 
     model._symbolic_build(data_batch=(x[:bs], y[:bs]))  # what fit does before tracing
     diag, current = for_model(job)
     names = [*COLUMNS, *diag.names]
-    buffers = {k: tf.Variable(tf.zeros([epochs]), trainable=False) for k in names}
+    history = ChunkHistory(names, stops.longest)
+    buffers = history.variables
 
     def metrics_into(prefix: str, epoch) -> None:
         result = model.get_metrics_result()
@@ -116,9 +120,12 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
         for m in model.metrics:
             m.reset_state()
 
-    @tf.function
-    def run(start, stop):
-        for epoch in tf.range(start, stop):
+    # one trace for every chunk, the shorter last one too
+    @tf.function(input_signature=[tf.TensorSpec([None, n], tf.int32)])
+    def run(order):
+        """Train one epoch per row of ``order`` (its sample order); row i of the buffers
+        holds the epoch's numbers."""
+        for epoch in tf.range(tf.shape(order)[0]):
             for m in model.metrics:
                 m.reset_state()
             perm = order[epoch]
@@ -135,18 +142,25 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
     progress = Epochs(trainer, epochs, lead=lead)
     job.snapshot(0, model.get_weights)
 
+    def train(start: int, stop: int) -> None:
+        run(orders.take(stop - start))
+        history.keep(stop - start)
+
     def after_chunk(start: int, stop: int) -> int | None:
-        bad = first_non_finite(buffers["loss"][start:stop].numpy())
+        chunk = history.last
+        bad = first_non_finite(chunk["loss"])
         if bad is not None:
             return start + bad + 1
-        job.snapshot(stop, model.get_weights)
-        last = {k: float(buffers[k][stop - 1]) for k in SHOWN}
+        if stops.milestone(stop):
+            job.snapshot(stop, model.get_weights)
+        last = {k: float(chunk[k][-1]) for k in SHOWN}
         progress.update(stop, last["loss"], last["val_loss"], last["val_accuracy"])
         return None
 
-    done = train_in_chunks(lambda a, b: run(tf.constant(a), tf.constant(b)), epochs, after_chunk)
+    done = train_in_chunks(train, stops, after_chunk)
     progress.close()
-    return [{k: [float(v) for v in buffers[k].numpy()[:done]] for k in names}]
+    values = history.values(done)
+    return [{k: [float(v) for v in values[k]] for k in names}]
 
 
 # Every engine by its ``trainer.engine`` name (``config.ENGINE_CHOICES`` less ``auto``).

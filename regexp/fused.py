@@ -5,7 +5,7 @@ makes it a separate run:
 
 - its split of the data (``dataset.split_seed``), of the same sizes as the others';
 - its initial weights: those its own Keras model drew under its seed;
-- its batch order: ``batch_orders(n, epochs, seed)``, as the compiled engine uses;
+- its batch order: ``BatchOrders(n, seed, shuffle)``, as the compiled engine uses;
 - its learning rate and penalty strengths (``reg.lam`` or any strength in the recipe).
 
 Every weight gets a leading member axis ([K, in, out]); a Dense layer becomes one batched
@@ -34,9 +34,11 @@ from regexp.training import (
     COLUMNS,
     SERIES,
     SHOWN,
+    BatchOrders,
+    ChunkHistory,
+    ChunkStops,
     History,
     Job,
-    batch_orders,
     first_non_finite,
     train_in_chunks,
 )
@@ -58,8 +60,9 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
         return tf.constant(np.stack([getattr(j.data, name) for j in jobs]))
 
     x, y, xv, yv = (stacked(name) for name in ("x_train", "y_train", "x_val", "y_val"))
-    orders = np.stack([batch_orders(n, epochs, j.seed, bool(trainer.shuffle)) for j in jobs])
-    order = tf.constant(orders.transpose(1, 0, 2), tf.int32)  # [epochs, K, n]
+    k = len(jobs)
+    stops = ChunkStops(epochs, n * k)
+    orders = [BatchOrders(n, j.seed, bool(trainer.shuffle)) for j in jobs]
 
     initial = [j.model.get_weights() for j in jobs]  # kernel, bias per Dense, in order
     for job, weights in zip(jobs, initial, strict=True):
@@ -85,11 +88,12 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
         total = tf.reduce_mean(per_sample, axis=1) + diag.weight_penalty(kernels, biases) + activity
         return total, tf.reduce_sum(per_sample, axis=1), tf.reduce_sum(hits, axis=1)
 
-    k = len(jobs)
     names = [*COLUMNS, *diag.names]
-    buffers = {name: tf.Variable(tf.zeros([epochs, k]), trainable=False) for name in names}
+    history = ChunkHistory(names, stops.longest, (k,))
+    buffers = history.variables
 
-    def epoch_body(epoch):
+    def epoch_body(order, epoch):
+        """Epoch ``epoch`` of a chunk whose orders are ``order`` [epochs, K, n]."""
         zeros = (tf.zeros([k]), tf.zeros([k]), tf.zeros([k]))
 
         def train_batch(b, loss, data_loss, hits):
@@ -119,33 +123,41 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
             buffers[name][epoch].assign(value)
         return (epoch + 1,)
 
-    @tf.function(autograph=False)
-    def run(start, stop):
-        tf.while_loop(lambda e: e < stop, epoch_body, (start,))
+    # one trace for every chunk, the shorter last one too
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec([None, k, n], tf.int32)])
+    def run(order):
+        """Train one epoch per row of ``order`` (the members' sample orders)."""
+        count = tf.shape(order)[0]
+        tf.while_loop(lambda e: e < count, lambda e: epoch_body(order, e), (tf.constant(0),))
         return tf.constant(0)
+
+    def train(start: int, stop: int) -> None:
+        run(np.stack([o.take(stop - start) for o in orders], axis=1))  # [epochs, K, n]
+        history.keep(stop - start)
 
     progress = Epochs(trainer, epochs, members=k, lead=lead)
 
     def after_chunk(start: int, stop: int) -> int | None:
-        last = {s: buffers[s][stop - 1].numpy() for s in SHOWN}
+        last = {s: history.last[s][-1] for s in SHOWN}
         finite = np.isfinite(last["loss"])
         if not finite.any():
             return stop  # every member has diverged
         means = {s: float(v[finite].mean()) for s, v in last.items()}
         progress.update(stop, means["loss"], means["val_loss"], means["val_accuracy"])
-        if first.wants_snapshots:  # the same for every member: trainer is in the group key
+        # the same for every member: trainer is in the group key
+        if first.wants_snapshots and stops.milestone(stop):
             weights = [v.numpy() for v in variables]
             for m in np.flatnonzero(finite):
                 jobs[m].snapshot(stop, lambda m=m: [w[m] for w in weights])
         return None
 
-    done = train_in_chunks(lambda a, b: run(tf.constant(a), tf.constant(b)), epochs, after_chunk)
+    done = train_in_chunks(train, stops, after_chunk)
     progress.close()
 
     final = [v.numpy() for v in variables]
     for m, job in enumerate(jobs):
         job.model.set_weights([w[m] for w in final])
-    values = {name: buffers[name].numpy()[:done] for name in names}
+    values = history.values(done)
     histories = []
     for m in range(k):
         bad = first_non_finite(values["loss"][:, m])

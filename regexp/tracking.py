@@ -15,7 +15,7 @@ import pandas as pd
 
 def write_tensorboard(run_dir: Path, history: pd.DataFrame, job) -> Path:
     """``<run>/tensorboard/``: every history column as a scalar per epoch (step = epoch);
-    and at epoch 0 and after every chunk of epochs (about ten, the last included),
+    and at epoch 0 and after every tenth of the epochs (the last included),
     histograms of each layer's kernel and bias and of each hidden layer's activations on
     the test split, from the weights the engine snapshot there (``Job.snapshots``)."""
     import tensorflow as tf

@@ -1,18 +1,23 @@
 """Engines against each other: compiled vs model.fit, fused members vs compiled runs."""
 
+import itertools
 import json
+import math
+import tracemalloc
 
 import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from regexp import training
 from regexp.cli import main
 from regexp.engines import ENGINES
 from regexp.fused import fit_members
 from regexp.pipeline import group_key, plan, prepare
+from regexp.progress import Epochs
 from regexp.reproduce import experiments
-from regexp.training import batch_orders
+from regexp.training import ORDER_BUDGET, BatchOrders, ChunkHistory, ChunkStops
 from tests.conftest import make_cfg
 
 SERIES = ["loss", "data_loss", "accuracy", "val_loss", "val_data_loss", "val_accuracy"]
@@ -70,11 +75,106 @@ def test_fused_final_weights_are_left_in_each_members_model():
 
 
 def test_batch_orders_are_per_seed_permutations():
-    a, b = batch_orders(10, 3, seed=0, shuffle=True), batch_orders(10, 3, seed=1, shuffle=True)
+    a, b = BatchOrders(10, 0, shuffle=True).take(3), BatchOrders(10, 1, shuffle=True).take(3)
     assert a.shape == (3, 10) and all(sorted(row) == list(range(10)) for row in a)
     assert not np.array_equal(a, b) and not np.array_equal(a[0], a[1])
-    np.testing.assert_array_equal(a, batch_orders(10, 3, seed=0, shuffle=True))
-    np.testing.assert_array_equal(batch_orders(4, 2, 0, shuffle=False), [[0, 1, 2, 3]] * 2)
+    np.testing.assert_array_equal(a, BatchOrders(10, 0, shuffle=True).take(3))
+    np.testing.assert_array_equal(BatchOrders(4, 0, shuffle=False).take(2), [[0, 1, 2, 3]] * 2)
+
+
+def test_batch_orders_taken_in_chunks_are_one_permutation_per_epoch_of_one_stream():
+    """However the epochs are cut into chunks, epoch e gets the e-th permutation of
+    ``default_rng(seed)``: the orders recorded runs were trained with."""
+    rng = np.random.default_rng(7)
+    every_epoch = np.stack([rng.permutation(13) for _ in range(20)])
+    orders = BatchOrders(13, 7, shuffle=True)
+    chunks = [orders.take(count) for count in (1, 6, 0, 9, 4)]
+    assert all(c.dtype == np.int32 and c.shape[1:] == (13,) for c in chunks)
+    np.testing.assert_array_equal(np.concatenate(chunks), every_epoch)
+
+
+def _stops_before(epochs: int) -> list[int]:
+    """The stops before chunks had a size limit: one per tenth of the epochs."""
+    chunk = max(1, math.ceil(epochs / 10))
+    return [min(epochs, start + chunk) for start in range(0, epochs, chunk)]
+
+
+def test_ordinary_runs_stop_at_every_tenth_as_before():
+    """Progress and TensorBoard snapshots come at the same epochs as before the limit."""
+    for epochs in [*range(1, 61), 99, 200, 1001, 5000]:
+        for per_epoch in (1, 150, 600 * 50):  # one run; a fused group of 50 on 600 samples
+            stops = ChunkStops(epochs, per_epoch)
+            assert list(stops) == _stops_before(epochs), (epochs, per_epoch)
+            assert all(stops.milestone(stop) for stop in stops)
+            assert stops.longest == max(b - a for a, b in itertools.pairwise([0, *stops]))
+
+
+def test_chunks_over_the_order_budget_are_cut_and_still_stop_at_every_tenth():
+    for epochs in range(1, 80):
+        for cap in (1, 2, 3, 5):
+            stops = ChunkStops(epochs, ORDER_BUDGET // cap)  # at most cap epochs a chunk
+            listed = list(stops)
+            assert listed == sorted(set(listed)) and listed[-1] == epochs
+            sizes = [b - a for a, b in itertools.pairwise([0, *listed])]
+            assert max(sizes) == stops.longest <= cap
+            assert set(_stops_before(epochs)) <= set(listed)  # the milestones still stop
+            assert [e for e in range(epochs + 2) if stops.milestone(e)] == _stops_before(epochs)
+            assert len(stops) == len(listed)
+            assert [e for e in range(-1, epochs + 3) if e in stops] == listed
+
+
+def test_a_billion_epochs_cost_nothing_before_training():
+    """``trainer.epochs=10**9``: chunks keep within the budget, and the stops are computed
+    (len, in, the next one) without listing the thousands of them."""
+    tracemalloc.start()
+    stops = ChunkStops(10**9, 300)
+    count, first = len(stops), list(itertools.islice(stops, 3))
+    checks = (10**9 in stops, 10**8 in stops, stops.milestone(10**8), first[0] + 1 in stops)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert stops.longest * 300 <= ORDER_BUDGET < 2 * stops.longest * 300  # within, not tiny
+    assert first == [stops.longest, 2 * stops.longest, 3 * stops.longest]
+    assert count == 10 * math.ceil(10**8 / stops.longest) > 10_000
+    assert checks == (True, True, True, False)
+    assert peak < 10_000  # a list of the stops alone would take a few hundred kB
+
+
+@pytest.mark.parametrize("engine", ["compiled", "fused"])
+def test_a_huge_run_allocates_one_chunk_at_a_time(engine, monkeypatch):
+    """With chunks of 3 epochs (a tiny budget), a run of 10**9 epochs trains its first two
+    chunks with one chunk's orders and buffers, and gives the numbers of a 6-epoch run."""
+    base = ["experiment=b4_l1_activity", "trainer.epochs=6"]
+    members = [["seed=0"], ["seed=1", "reg.lam=0.003"]][: 2 if engine == "fused" else 1]
+    fit = ENGINES[engine]
+    expected = fit([prepare(make_cfg(*base, *m)) for m in members])
+    jobs = [prepare(make_cfg(*base, *m)) for m in members]  # the same start
+    for job in jobs:
+        job.cfg.trainer.epochs = 10**9  # after prepare: its memory check counts every epoch
+    n = len(jobs[0].data.x_train)
+    monkeypatch.setattr(training, "ORDER_BUDGET", 3 * n * len(jobs))
+    taken, made = [], []
+    take, make = BatchOrders.take, ChunkHistory.__init__
+
+    def taking(self, count):  # checked before allocating: a regression fails, not swaps
+        taken.append(count)
+        assert count <= 3
+        return take(self, count)
+
+    def making(self, names, rows, shape=()):
+        made.append(rows)
+        assert rows <= 3
+        make(self, names, rows, shape)
+
+    def interrupt_after_6(self, epoch, *numbers):
+        if epoch == 6:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(BatchOrders, "take", taking)
+    monkeypatch.setattr(ChunkHistory, "__init__", making)
+    monkeypatch.setattr(Epochs, "update", interrupt_after_6)
+    histories = fit(jobs)
+    assert taken == [3, 3] * len(jobs) and made == [3]
+    assert histories == expected  # bit for bit: how epochs are chunked changes no number
 
 
 def _key(*overrides):
