@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from regexp.config import ORDER_BUDGET
+
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
@@ -101,9 +103,9 @@ def first_non_finite(values) -> int | None:
     return int(bad[0]) if len(bad) else None
 
 
-# The batch-order elements (int32: 64 MiB) one chunk may hold; with the history buffers,
-# which hold one chunk too, it bounds what training allocates whatever trainer.epochs is.
-ORDER_BUDGET = 2**24
+# ORDER_BUDGET: the batch-order elements (int32: 64 MiB) one chunk may hold; with the
+# history buffers, which hold one chunk too, it bounds what training allocates whatever
+# trainer.epochs is (the memory estimate counts it).
 
 
 class ChunkStops:
