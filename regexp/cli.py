@@ -186,9 +186,16 @@ def run(args: list[str]) -> int:
             f"{d.name} {s}" + (f" at epoch {e}" if e else "") for d, s, e in failed[:5]
         )
         more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+        statuses = {s for _, s, _ in failed}
+        hints = []
+        if "diverged" in statuses:
+            hints.append("diverged: the loss was not finite; try a smaller optimizer.lr")
+        if statuses - {"diverged"} and destination is not None and destination.multirun:
+            hints.append(f"the same command with resume={destination.folder} trains the rest")
+        hint = f" ({'; '.join(hints)})" if hints else ""
         print(
-            f"regexp: {len(failed)} of {len(outcomes)} runs did not complete: {listed}{more} "
-            "(loss not finite: try a smaller optimizer.lr)",
+            f"regexp: {len(failed)} of {len(outcomes)} runs did not complete: {listed}{more}"
+            + hint,
             file=sys.stderr,
         )
         return 1

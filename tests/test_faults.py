@@ -473,17 +473,21 @@ def test_a_training_that_cannot_fit_in_memory_is_refused_before_it_starts(
 
 
 def test_the_memory_estimate_grows_with_the_work():
-    from regexp.config import memory_needed
+    from regexp.config import ORDER_BUDGET, memory_needed
     from regexp.data import load
     from regexp.plan import layer_plan
 
     cfg = make_cfg("trainer.epochs=100")
-    data, plans = load(cfg.dataset), layer_plan(cfg)
+    data, plans = load(cfg.dataset).shape, layer_plan(cfg)
     one = sum(memory_needed(cfg, data, plans).values())
     assert sum(memory_needed(cfg, data, plans, members=10).values()) == 10 * one
     more = make_cfg("trainer.epochs=200")
     assert sum(memory_needed(more, data, plans).values()) > one
     assert one < 50 * 2**20  # a 5 x 32 network for 100 epochs needs well under 50 MiB
+    # batch orders are made a chunk at a time: their part stops growing with the epochs
+    huge = memory_needed(make_cfg("trainer.epochs=1000000000"), data, plans)
+    (orders,) = [v for k, v in huge.items() if "batch order" in k]
+    assert orders == ORDER_BUDGET * 12
 
 
 def test_verify_trains_a_fused_member_again_in_its_group_bit_for_bit(tmp_path, capsys):
