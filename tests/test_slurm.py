@@ -71,6 +71,10 @@ def stop_cluster(state: Path, command: list[str] | None = None, check: bool = Tr
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
+# one cluster for the module: under pytest-xdist, every test of it runs in one worker
+pytestmark = pytest.mark.xdist_group("slurm")
+
+
 @pytest.fixture(scope="module")
 def slurm():
     """The environment of the test cluster, started for this module and stopped after it."""

@@ -20,7 +20,9 @@
 # the Slurm commands find the cluster through SLURM_CONF=STATE_DIR/etc/slurm.conf (also
 # in STATE_DIR/env, to source). munged wants every folder above its socket searchable
 # by all, so STATE_DIR must not be under a private folder (pytest's tmp_path is one).
-# The ports are the first free ones from SLURM_TEST_PORT_BASE (default 16810) up.
+# The ports are the first free ones from SLURM_TEST_PORT_BASE (default 7410) up: below
+# Ray's worker ports (10002-19999), which a Ray test running beside this one may take
+# between the check and the bind, and below Linux's ephemeral ports (32768 and up).
 #
 # On failure `start` prints one line, "cluster.sh: <what> failed: <why>", on stderr,
 # stops what it had started and exits 1. A test run killed before its teardown leaves its
@@ -126,7 +128,7 @@ install_packages() {
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 free_ports() {  # free_ports N: N ports nobody listens on, from SLURM_TEST_PORT_BASE up, in PORTS
-    local port=${SLURM_TEST_PORT_BASE:-16810}
+    local port=${SLURM_TEST_PORT_BASE:-7410}
     PORTS=()
     while [ ${#PORTS[@]} -lt "$1" ]; do
         [ "$port" -lt 65000 ] || fail "finding free ports" "none left"
