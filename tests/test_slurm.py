@@ -15,6 +15,7 @@ in-process sweep trains on one thread).
 
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -44,12 +45,28 @@ def start_cluster(state: Path, command: list[str] | None = None) -> dict[str, st
     reaches it (``SLURM_CONF``). When it cannot start, skip with the reason: the script's
     last line ("cluster.sh: <what> failed: <why>"), or the exception that stopped it."""
     command = command or ["bash", str(SCRIPT)]
-    try:
-        started = subprocess.run([*command, "start", str(state)], capture_output=True,
-                                 text=True, timeout=900)  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as e:  # no bash, a hung apt-get, ...
+    for attempt in range(3):
+        # the script takes the first ports nobody listens on; another process may bind one
+        # before the daemon does (tests run in two workers): then again, on other ports
+        base = str(7410 + 100 * attempt + random.randrange(100))
+        env = {**os.environ, "SLURM_TEST_PORT_BASE": base}
+        try:
+            started = subprocess.run([*command, "start", str(state)], capture_output=True,
+                                     text=True, timeout=900, env=env)  # fmt: skip
+        except (OSError, subprocess.SubprocessError) as e:  # no bash, a hung apt-get, ...
+            stop_cluster(state, command, check=False)
+            pytest.skip(f"Slurm test cluster could not start: {type(e).__name__}: {e}")
+        logs = state / "log"
+        clash = (
+            started.returncode != 0
+            and logs.is_dir()
+            and any("already in use" in p.read_text(errors="replace") for p in logs.glob("*"))
+        )
+        if not clash:
+            break
         stop_cluster(state, command, check=False)
-        pytest.skip(f"Slurm test cluster could not start: {type(e).__name__}: {e}")
+        for child in state.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
     if started.returncode != 0:
         said = [line for line in started.stderr.splitlines() if line.strip()]
         reason = said[-1].removeprefix("cluster.sh: ") if said else f"exit {started.returncode}"
