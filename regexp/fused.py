@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from regexp.diagnostics import Diagnostics
-from regexp.optimizers import Stacked
+from regexp.optimizers import OPTIMIZERS, Stacked
 from regexp.progress import Epochs
 from regexp.training import (
     COLUMNS,
@@ -70,7 +70,9 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
     variables = [tf.Variable(np.stack(ws)) for ws in zip(*initial, strict=True)]
     kernels, biases = variables[0::2], variables[1::2]
     lr = tf.constant([float(j.cfg.optimizer.lr) for j in jobs], tf.float32)
-    optimizer = Stacked(first.cfg.optimizer, lr, variables)
+    decays = [OPTIMIZERS[j.cfg.optimizer.name].hyper(j.cfg.optimizer)["weight_decay"] for j in jobs]
+    decay = tf.constant(decays, tf.float32) if any(decays) else None
+    optimizer = Stacked(first.cfg.optimizer, lr, variables, decay)
     binary = data.binary
     diag = Diagnostics([j.plans for j in jobs], xv)  # also the stacked network trained here
 

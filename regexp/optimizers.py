@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from regexp.checks import POSITIVE, UNIT_INTERVAL, Rule, Schema, parse
+from regexp.checks import POSITIVE, STRENGTH, UNIT_INTERVAL, Rule, Schema, parse
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,10 @@ class Optimizer:
         """The Keras optimizer with this config's learning rate and hyperparameters."""
         from hydra.utils import get_class
 
-        return get_class(self.keras_class)(learning_rate=float(cfg["lr"]), **self.hyper(cfg))
+        hyper = self.hyper(cfg)
+        if hyper["weight_decay"] == 0 == self.defaults["weight_decay"]:
+            hyper["weight_decay"] = None  # Keras' own default: no decay step at all
+        return get_class(self.keras_class)(learning_rate=float(cfg["lr"]), **hyper)
 
 
 def _adam(h, lr, t, g, v, slots) -> None:
@@ -81,17 +84,28 @@ def _sgd(h, lr, t, g, v, slots) -> None:
         v.assign_sub(g * lr)
 
 
+# Decoupled weight decay (Keras' ``weight_decay``): before each update, every weight
+# shrinks by ``weight * weight_decay * lr``. 0 builds the optimizer without it.
+_DECAY = {"weight_decay": 0.0}
+_DECAY_TYPE = {"weight_decay": STRENGTH}
+
 OPTIMIZERS: dict[str, Optimizer] = {
     o.name: o
     for o in (
         Optimizer("adam", "keras.optimizers.Adam",
-                  {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
-                  {"beta_1": UNIT_INTERVAL, "beta_2": UNIT_INTERVAL, "epsilon": POSITIVE},
-                  _adam, slots=2),
-        Optimizer("sgd", "keras.optimizers.SGD", {"momentum": 0.0},
-                  {"momentum": UNIT_INTERVAL}, _sgd, slots=1),
-        Optimizer("rmsprop", "keras.optimizers.RMSprop", {"rho": 0.9, "epsilon": 1e-7},
-                  {"rho": UNIT_INTERVAL, "epsilon": POSITIVE}, _rmsprop, slots=1),
+                  {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, **_DECAY},
+                  {"beta_1": UNIT_INTERVAL, "beta_2": UNIT_INTERVAL, "epsilon": POSITIVE,
+                   **_DECAY_TYPE}, _adam, slots=2),
+        # AdamW is Adam with Keras' default decay of 0.004
+        Optimizer("adamw", "keras.optimizers.AdamW",
+                  {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "weight_decay": 0.004},
+                  {"beta_1": UNIT_INTERVAL, "beta_2": UNIT_INTERVAL, "epsilon": POSITIVE,
+                   **_DECAY_TYPE}, _adam, slots=2),
+        Optimizer("sgd", "keras.optimizers.SGD", {"momentum": 0.0, **_DECAY},
+                  {"momentum": UNIT_INTERVAL, **_DECAY_TYPE}, _sgd, slots=1),
+        Optimizer("rmsprop", "keras.optimizers.RMSprop",
+                  {"rho": 0.9, "epsilon": 1e-7, **_DECAY},
+                  {"rho": UNIT_INTERVAL, "epsilon": POSITIVE, **_DECAY_TYPE}, _rmsprop, slots=1),
     )
 }  # fmt: skip
 
@@ -117,13 +131,14 @@ def _schema(name: str) -> type[Schema]:
 
 class Stacked:
     """An optimizer's update rule on stacked variables [K, ...], with one learning rate
-    per member: the fused engine's optimizer."""
+    and one weight decay per member: the fused engine's optimizer."""
 
-    def __init__(self, cfg: Mapping[str, Any], lr, variables):
+    def __init__(self, cfg: Mapping[str, Any], lr, variables, weight_decay=None):
         import tensorflow as tf
 
         self.optimizer = OPTIMIZERS[cfg["name"]]
         self.h, self.lr = self.optimizer.hyper(cfg), lr
+        self.weight_decay = weight_decay  # [K], or None when no member decays
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.slots = [
             [tf.Variable(tf.zeros_like(v), trainable=False) for _ in range(self.optimizer.slots)]
@@ -131,10 +146,14 @@ class Stacked:
         ]
 
     def apply(self, grads, variables) -> None:
+        """As Keras' ``apply``: the weight decay of every variable, then the update."""
         import tensorflow as tf
 
         t = tf.cast(self.iterations + 1, tf.float32)
         for g, v, slots in zip(grads, variables, self.slots, strict=True):
-            lr = tf.reshape(self.lr, [-1] + [1] * (len(v.shape) - 1))
+            shape = [-1] + [1] * (len(v.shape) - 1)
+            lr = tf.reshape(self.lr, shape)
+            if self.weight_decay is not None:  # Keras: variable -= variable * wd * lr
+                v.assign_sub(v * tf.reshape(self.weight_decay, shape) * lr)
             self.optimizer.update(self.h, lr, t, g, v, slots)
         self.iterations.assign_add(1)
