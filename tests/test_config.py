@@ -30,7 +30,7 @@ from tests.conftest import make_cfg
         (["model.width=[32,32]"], "model.width", "model.depth=5"),
         (["model.activation=rectifier"], "model.activation", "relu"),
         (["optimizer.lr=0"], "optimizer.lr", "> 0"),
-        (["optimizer.name=adamw"], "optimizer.name", "adam, sgd, rmsprop"),
+        (["optimizer.name=adagrad"], "optimizer.name", "adam, adamw, sgd, rmsprop"),
         (["trainer.engine=jax"], "trainer.engine", "keras"),
         (["dataset.test_size=1.5"], "dataset.test_size", "(0, 1)"),
         (

@@ -35,7 +35,7 @@ GOOD_ROWS = "".join(f"{i},{i % 7},{i % 2}\n" for i in range(40))
 CATALOGUE = [
     (["reg=nope"], "reg='nope' is not accepted; expected one of keras_mixed"),
     (["dataset=mnist"], "dataset='mnist' is not accepted; expected one of blobs"),
-    (["optimizer=adamw"], "optimizer='adamw' is not accepted; expected one of adam"),
+    (["optimizer=adagrad"], "optimizer='adagrad' is not accepted; expected one of adam"),
     (["trainer.epochz=3"], "trainer.epochz is not a config key; did you mean trainer.epochs?"),
     (["model.widht=16"], "model.widht is not a config key; did you mean model.width?"),
     (["reg.lamda=0.1"], "reg.lamda is not a config key; did you mean reg.lam?"),
