@@ -1,9 +1,10 @@
 """Validation of a composed config, without TensorFlow.
 
-``validate(cfg)`` checks every group before any work starts, asking each catalogue to
-check its own part (the layer plan, the optimizers, the datasets), and raises
-``ConfigError`` naming the key, the value and what is accepted. It returns the layer
-plan, which is all the model builders need.
+``validate(cfg)`` checks every group against its typed schema before any work starts,
+asking each catalogue to check its own part (the layer plan, the optimizers, the
+datasets), and raises ``ConfigError`` naming the key, the value and what is accepted.
+It returns the layer plan, which is all the model builders need, and the data's shape,
+which is all the memory estimate needs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from regexp.plan import LayerPlan, layer_plan
 # fused groups; the others force one engine (``regexp.engines`` implements them).
 ENGINE_CHOICES = ("auto", "compiled", "keras", "fused")
 # The most sample indices a chunk of batch orders holds, all members together: training
-# cuts epochs into chunks (``training.chunk_stops``) that respect it.
+# cuts epochs into chunks (``training.ChunkStops``) that respect it.
 ORDER_BUDGET = 2**24
 GROUPS = ("dataset", "model", "reg", "optimizer", "trainer", "tracking")
 
@@ -103,7 +104,7 @@ def memory_needed(
 ) -> dict:
     """A generous estimate of the bytes a training needs, by what needs them: weights
     with their gradients, optimizer state and each member's Keras copy; the batch order
-    of one chunk of epochs (``training.chunk_stops`` bounds it); the history; and the
+    of one chunk of epochs (``ORDER_BUDGET`` bounds it); the history; and the
     activations of a batch and of the validation split. Keys name the config values that
     drive each part."""
     widths = [p.units for p in plans if p.units is not None]

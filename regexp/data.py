@@ -863,7 +863,13 @@ def load(cfg) -> Dataset:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
-    x, y, *rest = DATASETS[cfg.name].load(cfg)
+    try:
+        x, y, *rest = DATASETS[cfg.name].load(cfg)
+    except (ConfigError, DataError):
+        raise
+    except Exception as e:  # a loader refusing what the schema let through
+        said = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"dataset={cfg.name}: cannot be made ({said})") from None
     meta = rest[0] if rest else {}
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y).astype(int)

@@ -373,3 +373,18 @@ def test_regexp_check_reports_a_bad_file_in_one_line_and_passes_a_good_one(tmp_p
     good = tmp_path / "bc.csv"
     shutil.copy(SKLEARN_DATA / "breast_cancer.csv", good)
     assert main(["check", "dataset=csv", f"dataset.path={good}", "dataset.label=target"]) == 0
+
+
+def test_a_loader_that_fails_anyway_is_one_line(monkeypatch):
+    """What the schema cannot foresee (a scikit-learn refusal) is still one line."""
+    from regexp import data
+
+    def broken(cfg):
+        raise ValueError("The 'n_samples' parameter of make_blobs must be ...\nand more")
+
+    monkeypatch.setitem(data.DATASETS, "blobs", data.Source(broken, data.Blobs, data._generated))
+    with pytest.raises(DataError) as err:
+        data.load(make_cfg().dataset)
+    assert str(err.value) == (
+        "dataset=blobs: cannot be made (The 'n_samples' parameter of make_blobs must be ...)"
+    )
