@@ -49,16 +49,23 @@ MEMBERS = [
 ]
 
 
+def _members_match_their_compiled_runs(base: list[str], members: list[list[str]]) -> list:
+    """Fuse ``base`` + each member's overrides in one group; each member's history must
+    equal its own compiled run to 1e-4 relative. Returns the fused histories."""
+    jobs = [prepare(make_cfg(*base, *m)) for m in members]
+    assert len({group_key(plan(j.cfg, "-", fused=True)) for j in jobs}) == 1
+    fused = fit_members(jobs)
+    for member, history in zip(members, fused, strict=True):
+        alone = _history("compiled", *base, *member)
+        assert _max_rel(pd.DataFrame(history)[SERIES], alone) < 1e-4, member
+    return fused
+
+
 @pytest.mark.parametrize("experiment", experiments())
 def test_each_fused_member_matches_its_own_compiled_run(experiment):
     """Members differ in seed, strength and learning rate; each keeps its own numbers."""
-    base = [f"experiment={experiment}", "trainer.epochs=3"]
-    jobs = [prepare(make_cfg(*base, *m)) for m in MEMBERS]
-    assert len({group_key(plan(j.cfg, "-", fused=True)) for j in jobs}) == 1
-    fused = fit_members(jobs)
-    for member, history in zip(MEMBERS, fused, strict=True):
-        alone = _history("compiled", *base, *member)
-        assert _max_rel(pd.DataFrame(history)[SERIES], alone) < 1e-4, member
+    fused = _members_match_their_compiled_runs([f"experiment={experiment}", "trainer.epochs=3"],
+                                               MEMBERS)  # fmt: skip
     # and the members really differ from each other
     assert fused[0]["loss"] != fused[1]["loss"] != fused[2]["loss"]
 
@@ -264,12 +271,7 @@ def test_weight_decay_is_keras_in_every_engine_and_may_differ_within_a_group(opt
     same_order = [*base, f"{key}=0.04", "trainer.shuffle=false"]  # fit shuffles its own way
     assert _max_rel(_history("compiled", *same_order), _history("keras", *same_order)) < 1e-4
     members = [[f"{key}=0.0", "seed=0"], [f"{key}=0.1", "seed=1"], [f"{key}=1.0", "seed=2"]]
-    jobs = [prepare(make_cfg(*base, *m)) for m in members]
-    assert len({group_key(plan(j.cfg, "-", fused=True)) for j in jobs}) == 1
-    fused = fit_members(jobs)
-    for member, history in zip(members, fused, strict=True):
-        alone = _history("compiled", *base, *member)
-        assert _max_rel(pd.DataFrame(history)[SERIES], alone) < 1e-4, member
+    _members_match_their_compiled_runs(base, members)
 
 
 def test_the_stacked_weight_decay_is_the_decoupled_formula():
