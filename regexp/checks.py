@@ -121,10 +121,6 @@ def integer(key: str, value: Any, minimum: int = 1) -> int:
     return Integer(minimum)(key, value)
 
 
-def choice(key: str, value: Any, accepted: tuple[str, ...]) -> str:
-    return Choice(*accepted)(key, value)
-
-
 class Schema(BaseModel):
     """A config group's typed schema: every key declared with its type; no other key."""
 
