@@ -100,25 +100,38 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     register_resolvers()
     multirun = any(a in ("-m", "--multirun") for a in args)
     overrides = [a for a in args if not a.startswith("-")]
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as e:
-        raise UserError(f"cannot read the overrides: {str(e).splitlines()[0]}") from None
-    jobs = [list(j) for batch in BasicSweeper.split_arguments(parsed, None) for j in batch]
-    if not multirun:
-        jobs = [overrides]
-    # one composition per distinct choice of config groups catches unknown options and keys
     groups = {p.name for p in CONF.iterdir() if p.is_dir()}
     seen: set[tuple] = set()
     destination = None
     folders: dict[str, list[int]] = {}
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        # the config loader lets sweeps list a group's options: experiment=glob(digits/*)
+        loader = GlobalHydra.instance().config_loader()
+        try:
+            parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
+            jobs = [list(j) for batch in BasicSweeper.split_arguments(parsed, None) for j in batch]
+        except HydraException as e:
+            raise UserError(f"cannot read the overrides: {str(e).splitlines()[0]}") from None
+        if not multirun:
+            jobs = [overrides]
+        if not jobs:
+            empty = [
+                o.input_line
+                for o in parsed
+                if o.is_sweep_override() and not list(o.sweep_string_iterator())
+            ]
+            raise UserError(
+                f"the sweep has no jobs: {' '.join(empty) or ' '.join(overrides)} gives no "
+                "value; expected at least one (a glob must match an option of its group)"
+            )
+        # one composition per distinct choice of config groups catches unknown options and keys
         base = hydra_compose("config")
         # the fused launchers check that jobs have their own folders before training; under
         # any other launcher each job runs on its own, so every job is composed here

@@ -123,6 +123,9 @@ CATALOGUE = [
     (["reg.lam=${nope}"], "reg.lam: Interpolation key 'nope' not found"),
     (["-m", "seed=0,1", "hydra.launcher.max_members=0"],
      "hydra.launcher.max_members=0 is not accepted; expected an integer >= 1"),
+    (["-m", "experiment=glob(nothing*)"],
+     "the sweep has no jobs: experiment=glob(nothing*) gives no value"),
+    (["-m", "seed=range(3,3)"], "the sweep has no jobs: seed=range(3,3) gives no value"),
 ]  # fmt: skip
 
 
