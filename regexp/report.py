@@ -38,7 +38,6 @@ from omegaconf import OmegaConf
 from regexp import rundir, stats
 from regexp.errors import UserError
 from regexp.keys import REPORT, covered, flatten
-from regexp.plan import PENALTY_SLOTS
 
 METRICS_SHOWN = ("test_accuracy", "test_data_loss", "best_val_data_loss", "gap")
 COMPARED = ("test_accuracy", "test_data_loss")
@@ -137,17 +136,46 @@ def group_runs(runs: list[Run]) -> list[Group]:
         if len({str(g.config.get(k)) for g in result}) > 1 and k != "reg.name"
     )
     for g in result:
-        penalised = any(
-            p[slot] for p in json.loads(g.runs[0].recipe)["plans"] for slot in PENALTY_SLOTS
-        )  # a recipe without penalties ignores reg.lam and the other knobs
+        namesakes = [h for h in result if h.config.get("reg.name") == g.config.get("reg.name")]
+        among = [k for k in varying if len({str(h.config.get(k)) for h in namesakes}) > 1]
         parts = [str(g.config.get("reg.name", "?"))]
-        parts += [
-            f"{k}={g.config.get(k)}"
-            for k in varying
-            if not k.startswith("reg.") or (penalised and k in ("reg.lam", "reg.rho", "reg.mode"))
-        ]
+        parts += [f"{k}={g.config.get(k)}" for k in _labelled(g, varying, among)]
         g.label = " ".join(parts)
     return sorted(result, key=lambda g: g.label)
+
+
+# reg keys the training reads itself, not through a layer's spec
+LOSS_KEYS = ("reg.mode", "reg.smoothing")
+
+
+def _labelled(group: Group, varying: list[str], among: list[str]) -> list[str]:
+    """The varying keys that tell this group apart: every key outside ``reg``, and the
+    ``reg`` keys its recipe uses. A knob (``reg.lam``, ``reg.dropout``, ...) is used when
+    a layer's spec carries its value (``reg=none`` ignores ``reg.lam``); a key written
+    into a spec directly (``reg.hidden.dropout.rate``) when it varies ``among`` the
+    groups of one ``reg.name`` and no knob already names it."""
+    recipe = json.loads(group.runs[0].recipe)
+    carried = set()
+    for plan in recipe["plans"]:
+        for slot in plan.values():
+            if isinstance(slot, dict):
+                carried |= {json.dumps(v) for v in slot.values() if not isinstance(v, dict)}
+    knobs = [
+        k
+        for k in varying
+        if k.startswith("reg.")
+        and k.count(".") == 1
+        and (k in LOSS_KEYS or json.dumps(group.config.get(k)) in carried)
+    ]
+    nested = [
+        k
+        for k in varying
+        if k.startswith(("reg.hidden.", "reg.output.", "reg.layers.", "reg.inputs."))
+        and k in group.config
+        and k in among
+    ]
+    outside = [k for k in varying if not k.startswith("reg.")]
+    return sorted(outside + knobs + ([] if knobs else nested))
 
 
 def summary(groups: list[Group]) -> pd.DataFrame:
@@ -223,7 +251,29 @@ def compare(groups: list[Group], baseline: str) -> pd.DataFrame:
             rows_of = table["metric"] == name
             table.loc[rows_of, "p_t_holm"] = stats.holm(table.loc[rows_of, "p_t"])
             table.loc[rows_of, "p_wilcoxon_holm"] = stats.holm(table.loc[rows_of, "p_wilcoxon"])
+        table["verdict"] = [
+            verdict(m, d, p)
+            for m, d, p in zip(table["metric"], table["mean_diff"], table["p_t_holm"], strict=True)
+        ]
     return table
+
+
+# +1 where a larger value is better
+DIRECTION = {"test_accuracy": +1, "test_data_loss": -1}
+ALPHA = 0.05
+VERDICT_RULE = (
+    f"verdict: *better* or *worse* when the Holm-adjusted paired t-test gives p < {ALPHA} "
+    "(so its 95 % interval excludes 0) and the mean difference lies on the "
+    "metric's good or bad side (higher accuracy, lower loss); *no clear difference* "
+    "otherwise."
+)
+
+
+def verdict(metric: str, mean_diff: float, p_holm: float) -> str:
+    """The comparison's verdict under ``VERDICT_RULE``."""
+    if not p_holm < ALPHA or mean_diff == 0:
+        return "no clear difference"
+    return "better" if mean_diff * DIRECTION[metric] > 0 else "worse"
 
 
 # --- documents -----------------------------------------------------------------
@@ -348,7 +398,7 @@ def build(paths: list[str], out: Path, baseline: str | None = None) -> Document:
             "mean_diff = group - baseline over runs with the same seed and split; "
             "p-values from the paired t-test and the Wilcoxon signed-rank test, Holm-"
             "adjusted across the rows of each metric; d_z = mean_diff / sd of the "
-            "differences."
+            "differences. " + VERDICT_RULE
         )
         doc.table(comparison)
     doc.heading("Figures")

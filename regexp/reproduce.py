@@ -12,6 +12,12 @@ The report (``report.md``, ``report.html``, ``report.csv``) has one section per
 experiment: the published figures, our means with 95 % intervals, the paired
 difference against the baseline, and a verdict under the rule stated in the report.
 
+A *study* is a set of experiment files with no published figures and one
+``experiment_name`` (the digits study: ``conf/experiment/digits_*.yaml``), one file per
+arm. Its arms train at the same seeds and splits, and its section gives each arm's
+mean and the paired difference from the arm without a regularizer (``reg.name=none``),
+with intervals: effects, with no verdict, since there is no claim to check.
+
     python -m regexp.reproduce [--seeds N] [--out DIR] [--only a,b] [override ...]
 """
 
@@ -64,29 +70,44 @@ VERDICT_RULE = (
 )
 
 
+def _files() -> list[Path]:
+    return sorted((CONF / "experiment").glob("*.yaml"))
+
+
 def experiments() -> list[str]:
-    return sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+    """The source experiments: the experiment files with published figures."""
+    return [p.stem for p in _files() if OmegaConf.load(p).get("published")]
 
 
-def plan_runs(names: list[str], seeds: int, overrides: list[str], out: Path):
-    """Every (experiment, variant, seed) -> run folder; the distinct configs to train."""
+def studies() -> dict[str, list[str]]:
+    """The studies: the other experiment files, by their ``experiment_name``."""
+    found: dict[str, list[str]] = {}
+    for name in sorted({p.stem for p in _files()} - set(experiments())):
+        found.setdefault(str(compose(f"experiment={name}").experiment_name), []).append(name)
+    return found
+
+
+def plan_runs(names: list[str], seeds: int, overrides: list[str], out: Path, arms=()):
+    """Every (experiment, variant, seed) -> run folder; the distinct configs to train.
+
+    Each source experiment runs as published and with ``reg=none``; each study arm
+    (``arms``) as it is, under the variant ``arm``."""
     where: dict[tuple[str, str, int], Path] = {}
     todo: dict[str, tuple[DictConfig, Path]] = {}
-    for name in names:
-        for variant in VARIANTS:
-            base = compose(
-                f"experiment={name}", *(["reg=none"] * (variant == "baseline")), *overrides
-            )
-            for seed in range(seeds):
-                cfg = base.copy()
-                with open_dict(cfg):
-                    cfg.seed = seed
-                    cfg.dataset.split_seed = seed
-                key = json.dumps(essential(cfg, TRAINING), sort_keys=True)
-                if key not in todo:
-                    folder = out / "runs" / run_name(name, cfg.reg.name) / f"seed_{seed}"
-                    todo[key] = (cfg, folder)
-                where[name, variant, seed] = todo[key][1]
+    plan = [(n, v, ["reg=none"] * (v == "baseline")) for n in names for v in VARIANTS]
+    plan += [(arm, "arm", []) for arm in arms]
+    for name, variant, extra in plan:
+        base = compose(f"experiment={name}", *extra, *overrides)
+        folder_name = name if variant == "arm" else run_name(name, base.reg.name)
+        for seed in range(seeds):
+            cfg = base.copy()
+            with open_dict(cfg):
+                cfg.seed = seed
+                cfg.dataset.split_seed = seed
+            key = json.dumps(essential(cfg, TRAINING), sort_keys=True)
+            if key not in todo:
+                todo[key] = (cfg, out / "runs" / folder_name / f"seed_{seed}")
+            where[name, variant, seed] = todo[key][1]
     return where, list(todo.values())
 
 
@@ -127,8 +148,9 @@ def verdict(pub: dict, diff: tuple[float, float, float], level: tuple) -> str:
     return "not reproduced" if lo >= MARGIN or hi <= -MARGIN else "inconclusive"
 
 
-def analyse(names: list[str], seeds: int, where: dict, out: Path):
-    """The report: a summary table and one section per experiment."""
+def analyse(names: list[str], seeds: int, where: dict, out: Path, chosen: dict | None = None):
+    """The report: a summary table and one section per experiment, then one per study
+    (``chosen``: study name -> its arms)."""
     from regexp import plots, stats
     from regexp.report import Document, Group, load_run
 
@@ -174,11 +196,12 @@ def analyse(names: list[str], seeds: int, where: dict, out: Path):
             }
         )
         sections.append((name, cfg, pub, groups, runs))
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).reindex(columns=[*SUMMARY, "p_t", "verdict"])
     table.insert(table.columns.get_loc("p_t") + 1, "p_t_holm", stats.holm(table["p_t"]))
     table.to_csv(out / "report.csv", index=False)
-    doc.heading("Summary")
-    doc.table(table[SUMMARY + ["p_t_holm", "verdict"]])
+    if rows:
+        doc.heading("Summary")
+        doc.table(table[SUMMARY + ["p_t_holm", "verdict"]])
 
     for (name, cfg, pub, groups, runs), row in zip(sections, rows, strict=True):
         doc.heading(f"{name}: {pub.get('source', '')}")
@@ -222,8 +245,54 @@ def analyse(names: list[str], seeds: int, where: dict, out: Path):
                 f"the KL layer's activations; the source's mean should approach "
                 f"rho = {cfg.reg.rho}",
             )
+    for study, arms in (chosen or {}).items():
+        study_section(doc, study, arms, seeds, where, out)
     doc.write()
     return table
+
+
+STUDY = ["arm", "n", "test_accuracy", "lo", "hi", "diff", "diff_lo", "diff_hi", "p_t", "p_t_holm",
+         "data_loss_diff", "data_loss_lo", "data_loss_hi"]  # fmt: skip
+
+
+def study_section(doc, study: str, arms: list[str], seeds: int, where: dict, out: Path):
+    """A study's section: each arm's mean test accuracy and its paired difference from
+    the arm without a regularizer, with 95 % intervals and Holm-adjusted p-values; no
+    verdict. Also written to ``study_<name>.csv``."""
+    from regexp import plots, stats
+    from regexp.report import Group, load_run
+
+    groups = {a: Group({}, [load_run(where[a, "arm", s]) for s in range(seeds)], label=a)
+              for a in arms}  # fmt: skip
+    bases = [a for a, g in groups.items() if g.runs[0].config.get("reg.name") == "none"]
+    if len(bases) != 1:
+        raise UserError(f"study {study}: needs exactly one arm with reg.name=none, has {bases}")
+    base = groups[bases[0]]
+    rows = []
+    for arm, g in groups.items():
+        mean, lo, hi = stats.mean_ci(g.values("test_accuracy"))
+        row = {"arm": arm, "n": len(g.runs), "test_accuracy": mean, "lo": lo, "hi": hi}
+        if g is not base:
+            d = stats.paired(g.values("test_accuracy"), base.values("test_accuracy"))
+            loss = stats.paired(g.values("test_data_loss"), base.values("test_data_loss"))
+            row.update(diff=d.mean_diff, diff_lo=d.low, diff_hi=d.high, p_t=d.p_t,
+                       data_loss_diff=loss.mean_diff, data_loss_lo=loss.low,
+                       data_loss_hi=loss.high)  # fmt: skip
+        rows.append(row)
+    table = pd.DataFrame(rows).reindex(columns=STUDY)
+    table["p_t_holm"] = stats.holm(table["p_t"])
+    table.to_csv(out / f"study_{study}.csv", index=False)
+    doc.heading(f"Study {study}: no published claim")
+    doc.text(
+        f"{len(arms)} arms over {seeds} seeds, each seed with its own split. diff = arm - "
+        f"{bases[0]} in test accuracy, paired by seed, with its 95 % t interval and the "
+        "Holm-adjusted paired t p-value across the arms; data_loss_diff likewise for the "
+        "test data loss. Effects and intervals only: there is no claim to give a verdict on."
+    )
+    doc.table(table)
+    path = out / "figures" / f"study_{study}_loss.png"
+    plots.curve_bands(list(groups.values()), ("data_loss", "val_data_loss"), path, "data loss")
+    doc.image(path, "data loss per epoch: train solid, validation dashed, mean and 95 % band")
 
 
 def _gap_at(groups: dict, epoch: int) -> pd.DataFrame:
@@ -253,17 +322,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("regexp.run").setLevel(logging.WARNING)
     logging.getLogger("regexp.fused").setLevel(logging.WARNING)
 
-    names = experiments()
+    names, chosen = experiments(), studies()
     if args.only:
-        unknown = sorted(set(args.only.split(",")) - set(names))
+        wanted = args.only.split(",")
+        unknown = sorted(set(wanted) - set(names) - set(chosen))
         if unknown:
             print(
-                f"regexp: error: --only {unknown[0]!r} is not an experiment; expected one of "
-                + ", ".join(names),
+                f"regexp: error: --only {unknown[0]!r} is not an experiment or a study; "
+                "expected one of " + ", ".join([*names, *chosen]),
                 file=sys.stderr,
             )
             return 2
-        names = [n for n in names if n in args.only.split(",")]
+        names = [n for n in names if n in wanted]
+        chosen = {k: v for k, v in chosen.items() if k in wanted}
     if args.seeds < 1:
         print(f"regexp: error: --seeds={args.seeds}; expected an integer >= 1", file=sys.stderr)
         return 2
@@ -271,20 +342,26 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        where, todo = plan_runs(names, args.seeds, args.overrides, out)
+        arms = [arm for group in chosen.values() for arm in group]
+        where, todo = plan_runs(names, args.seeds, args.overrides, out, arms)
         log.info(
-            "%d experiments x 2 variants x %d seeds: %d distinct runs",
+            "%d experiments x 2 variants and %d study arms, x %d seeds: %d distinct runs",
             len(names),
+            len(arms),
             args.seeds,
             len(todo),
         )
         train_all(todo)
-        table = analyse(names, args.seeds, where, out)
+        table = analyse(names, args.seeds, where, out, chosen)
     except UserError as e:
         print(f"regexp: error: {e}", file=sys.stderr)
         return 2
     with pd.option_context("display.width", 200, "display.float_format", "{:.4f}".format):
-        print(table[SUMMARY + ["verdict"]].to_string(index=False))
+        if len(table):
+            print(table[SUMMARY + ["verdict"]].to_string(index=False))
+        for study in chosen:
+            print(f"\nstudy {study}:")
+            print(pd.read_csv(out / f"study_{study}.csv").to_string(index=False))
     print(
         f"\n{len(todo)} runs in {time.perf_counter() - start:.0f} s; "
         f"report in {out}/report.md, report.html and report.csv"

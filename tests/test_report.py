@@ -92,3 +92,20 @@ def test_a_baseline_is_never_paired_with_a_group_of_another_network(tmp_path):
     groups = group_runs([load_run(p) for p in find_runs([str(tmp_path)])])
     assert len(groups) == 2
     assert compare(groups, "reg.name=none").empty
+
+
+@pytest.mark.parametrize(
+    "metric, diff, p, expected",
+    [
+        ("test_accuracy", 0.02, 0.01, "better"),
+        ("test_accuracy", -0.02, 0.01, "worse"),
+        ("test_data_loss", -0.02, 0.01, "better"),  # a lower loss is better
+        ("test_data_loss", 0.02, 0.01, "worse"),
+        ("test_accuracy", 0.02, 0.05, "no clear difference"),  # the threshold is strict
+        ("test_accuracy", 0.02, math.nan, "no clear difference"),  # one pair: no test
+    ],
+)
+def test_comparison_verdict_rule(metric, diff, p, expected):
+    from regexp.report import verdict
+
+    assert verdict(metric, diff, p) == expected
