@@ -2,12 +2,13 @@
 
 Training time is timed around ``engine.fit`` only (model building and folder writing
 excluded; each engine's own tracing included), and reported as seconds per
-member-epoch and as a speed-up over ``model.fit``. A second table times a whole
-50-job sweep (10 lambdas x 5 seeds) through the fused launcher, folders written,
-against one job run end to end with ``model.fit``. A third compares, on a 10-job sweep,
-each worker launcher (submitit_local, and Ray when installed) with its fused variant,
-which ships whole fused groups to the workers. Last, the wall time of two commands
-that must not import TensorFlow.
+member-epoch and as a speed-up over ``model.fit``. A second table times whole 50-job
+sweeps through the fused launcher, folders written, each against one of its jobs run
+end to end with ``model.fit``: B4's 10 lambdas x 5 seeds, and dropout + weight decay
+(5 rates x 2 decays x 5 seeds), which must train as one fused group. A third compares,
+on a 10-job sweep, each worker launcher (submitit_local, and Ray when installed) with
+its fused variant, which ships whole fused groups to the workers. Last, the wall time of
+two commands that must not import TensorFlow.
 
     python -m regexp.bench [--epochs N] [--out DIR]
 """
@@ -63,27 +64,39 @@ def time_engines(epochs: int) -> list[dict]:
     return rows
 
 
-def time_sweep(epochs: int) -> list[dict]:
-    from regexp import pipeline
+# the dropout + weight-decay sweep: 5 rates x 2 decays x 5 seeds on B4's data and network
+DROPOUT = ("experiment=b4_l1_activity", "reg=dropout", "optimizer=adamw")
+RATES = ("0.1", "0.2", "0.3", "0.4", "0.5")
+DECAYS = ("0.01", "0.1")
+
+
+def time_sweep(epochs: int, recipe: tuple[str, ...], axes: list[str], what: str) -> list[dict]:
+    """A 50-job sweep of ``recipe`` over ``axes`` and 5 seeds through the fused launcher,
+    folders written, against one job of it run end to end with ``model.fit``. Every job
+    must have trained in one fused group of 50, so a recipe that knocks its sweep out of
+    the fused engine fails here."""
+    from regexp import pipeline, rundir
     from regexp.cli import main
     from regexp.compose import compose
 
+    first = [axis.split("=")[0] + "=" + axis.split("=")[1].split(",")[0] for axis in axes]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        pipeline.run(compose(EXPERIMENT, f"trainer.epochs={epochs}", "trainer.engine=keras"),
+        pipeline.run(compose(*recipe, *first, f"trainer.epochs={epochs}", "trainer.engine=keras"),
                      Path(tmp) / "alone")  # fmt: skip
         alone = time.perf_counter() - start
         start = time.perf_counter()
-        main(["run", "-m", EXPERIMENT, f"trainer.epochs={epochs}", "seed=0,1,2,3,4",
-              "reg.lam=" + ",".join(LAMBDAS), f"hydra.sweep.dir={tmp}/sweep"])  # fmt: skip
+        main(["run", "-m", *recipe, f"trainer.epochs={epochs}", "seed=0,1,2,3,4", *axes,
+              f"hydra.sweep.dir={tmp}/sweep"])  # fmt: skip
         sweep = time.perf_counter() - start
-        done = len(list(Path(tmp, "sweep").glob("*/metrics.json")))
-    assert done == 50, f"the sweep completed {done} of 50 jobs"
+        records = [rundir.read_metrics(p.parent) for p in Path(tmp, "sweep").glob("*/metrics.json")]
+    fused = [r for r in records if r.get("engine") == "fused" and r.get("group_size") == 50]
+    assert len(fused) == 50, f"{len(fused)} of the {what} sweep's 50 jobs trained as one group"
     return [
-        {"what": "one job, model.fit, end to end", "members": 1, "seconds": alone,
+        {"what": f"one job, model.fit, end to end ({what})", "members": 1, "seconds": alone,
          "s_per_job": alone, "speedup_vs_fit": 1.0},
-        {"what": "50-job sweep, fused launcher, end to end", "members": 50, "seconds": sweep,
-         "s_per_job": sweep / 50, "speedup_vs_fit": alone / (sweep / 50)},
+        {"what": f"50-job sweep, fused launcher, end to end ({what})", "members": 50,
+         "seconds": sweep, "s_per_job": sweep / 50, "speedup_vs_fit": alone / (sweep / 50)},
     ]  # fmt: skip
 
 
@@ -152,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Training B4 for {args.epochs} epochs with each engine...", flush=True)
     engines = time_engines(args.epochs)
     print("A 50-job sweep through the fused launcher, and one model.fit job...", flush=True)
-    sweep = time_sweep(args.epochs)
+    sweep = time_sweep(args.epochs, (EXPERIMENT,), ["reg.lam=" + ",".join(LAMBDAS)], "B4 lambdas")
+    print("A 50-job dropout + weight-decay sweep, and one model.fit job of it...", flush=True)
+    axes = ["reg.dropout=" + ",".join(RATES), "optimizer.weight_decay=" + ",".join(DECAYS)]
+    sweep += time_sweep(args.epochs, DROPOUT, axes, "dropout + weight decay")
     print("Worker launchers, one job per worker against one fused group per worker...")
     launchers = time_launchers(args.epochs)
     commands = time_commands()
