@@ -66,3 +66,37 @@ def test_report_matches_its_runs(tmp_path, capsys):
 def test_unknown_experiment_is_named(capsys):
     assert main(["--only", "b9_nothing"]) == 2
     assert "'b9_nothing' is not an experiment" in capsys.readouterr().err
+
+
+DIGITS_ARMS = ["digits_dropout", "digits_early_stopping", "digits_l1_activity",
+               "digits_l2_kernel", "digits_max_norm_dropout", "digits_none",
+               "digits_weight_decay"]  # fmt: skip
+
+
+def test_the_digits_study_is_a_study_and_its_arms_sweep_by_glob():
+    from regexp.compose import precheck
+    from regexp.reproduce import studies
+
+    assert studies() == {"digits": DIGITS_ARMS}
+    assert precheck(["-m", "experiment=glob(digits_*)", "seed=0,1"]).multirun
+
+
+def test_a_study_reports_paired_effects_and_no_verdict(tmp_path, capsys):
+    rc = main(["--seeds", "2", "--only", "digits", "--out", str(tmp_path), "trainer.epochs=2"])
+    assert rc == 0
+    table = pd.read_csv(tmp_path / "study_digits.csv").set_index("arm")
+    assert sorted(table.index) == DIGITS_ARMS
+
+    def accuracies(arm):
+        found = sorted((tmp_path / "runs" / arm).glob("seed_*/metrics.json"))
+        return [json.loads(p.read_text())["test_accuracy"] for p in found]
+
+    base = accuracies("digits_none")
+    assert len(base) == 2 and np.isnan(table.loc["digits_none", "diff"])
+    for arm in set(DIGITS_ARMS) - {"digits_none"}:
+        mine = accuracies(arm)
+        assert table.loc[arm, "test_accuracy"] == pytest.approx(np.mean(mine))
+        assert table.loc[arm, "diff"] == pytest.approx(np.mean(np.subtract(mine, base)))
+    page = (tmp_path / "report.md").read_text()
+    assert "## Study digits: no published claim" in page
+    assert "reproduced" not in page and "Verdict rule" not in page
