@@ -157,7 +157,8 @@ def analyse(names: list[str], seeds: int, where: dict, out: Path, chosen: dict |
     figures = out / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     doc = Document(f"Reproduction of the source experiments over {seeds} seeds", out)
-    doc.text(VERDICT_RULE)
+    if names:
+        doc.text(VERDICT_RULE)
     rows, sections = [], []
     for name in names:
         cfg = compose(f"experiment={name}")
