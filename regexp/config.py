@@ -108,8 +108,7 @@ def memory_needed(
     activations of a batch and of the validation split. Keys name the config values that
     drive each part."""
     widths = [p.units for p in plans if p.units is not None]
-    outputs = 1 if shape.classes == 2 else shape.classes
-    sizes = [shape.features, *widths, outputs]
+    sizes = [shape.features, *widths, shape.outputs]
     params = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
     epochs = int(cfg.trainer.epochs)
     columns = 6 + 7 * len(sizes)

@@ -1,8 +1,16 @@
-"""Datasets: generated or shipped with scikit-learn, or read from a user's CSV file.
+"""Datasets: generated or shipped with scikit-learn, read from a user's CSV or ``.npz``
+file, or from Keras' cache of MNIST, Fashion-MNIST and CIFAR-10 (``regexp.arrays``).
 
 Every dataset is split with ``train_test_split`` under ``dataset.split_seed``, so the
-same config always gives the same split. Nothing is pickled. scikit-learn and pandas are
-imported inside the loaders, so importing this module (for validation) stays cheap.
+same config always gives the same split; a source with its own test split (an ``.npz``
+file's ``x_test``, Keras' test images) keeps it, and only validation is cut from its
+training part. Nothing is pickled. scikit-learn, pandas and Keras are imported inside the
+loaders, so importing this module (for validation) stays cheap.
+
+``dataset.task`` is ``classification`` (the default) or ``regression``: the target is
+then one float column, standardised by the ``scaler_fit`` rule of the features.
+``dataset.subsample`` keeps a row count or a fraction of the rows before splitting,
+stratified by class for classification.
 
 A CSV file is read without any implicit index: every row must have one field per column
 name, and the features are exactly the columns named (``dataset.features``) or all but
@@ -14,6 +22,7 @@ any work; ``load`` reads the whole file and repeats every check on all of it.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from array import array
 from collections.abc import Callable, Mapping
@@ -23,6 +32,7 @@ from typing import Annotated, Any
 
 import numpy as np
 
+from regexp import arrays
 from regexp.checks import (
     BOOL,
     OPEN_UNIT,
@@ -32,6 +42,7 @@ from regexp.checks import (
     UNIT_INTERVAL,
     Choice,
     Integer,
+    Rule,
     Schema,
     parse,
 )
@@ -40,20 +51,24 @@ from regexp.errors import ConfigError, DataError
 log = logging.getLogger("regexp.data")
 
 SAMPLE_ROWS = 1000  # the rows of a CSV file that `validate` reads
-MIN_ROWS = 10  # the fewest rows a CSV file may have
+MIN_ROWS = 10  # the fewest rows a CSV file (or a subsample) may have
+TASKS = ("classification", "regression")
 
 
 @dataclass
 class Dataset:
     """A split dataset. Targets are encoded for the output layer:
-    a float32 column of 0/1 for two classes (sigmoid + BCE), one-hot otherwise (softmax + CCE).
+    a float32 column of 0/1 for two classes (sigmoid + BCE), one-hot otherwise (softmax + CCE),
+    and for ``task="regression"`` a float32 column of the target, scaled like the features:
+    ``y = (target - target_mean) / target_scale``.
 
     When ``val_is_test`` is true there is no separate validation split: validation
     metrics are computed on the test split, as the source documents did.
 
     ``feature_names`` and ``class_names`` (class ``i`` is ``class_names[i]``, the label's
     value in the source) default to ``x1..xn`` and ``0..k-1``; ``notes`` say what was done
-    to the source data (a dropped index column, say).
+    to the source data (a dropped index column, say). ``input_shape`` is the shape of one
+    sample before it was flattened into features (images), empty when it was a row.
     """
 
     name: str
@@ -63,16 +78,30 @@ class Dataset:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    n_classes: int
+    n_classes: int  # 0 for regression
     val_is_test: bool
     feature_names: list[str] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
     label: str | None = None
     notes: list[str] = field(default_factory=list)
+    task: str = "classification"
+    target_mean: float = 0.0
+    target_scale: float = 1.0
+    input_shape: tuple[int, ...] = ()
+    target_stats: dict[str, float] = field(default_factory=dict)
 
     @property
     def binary(self) -> bool:
         return self.n_classes == 2
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
+
+    @property
+    def n_outputs(self) -> int:
+        """Units of the output layer: 1 for regression and for two classes, else one per class."""
+        return 1 if self.regression or self.binary else self.n_classes
 
     @property
     def n_features(self) -> int:
@@ -85,33 +114,54 @@ class Dataset:
         )
 
     def labels(self, y: np.ndarray) -> np.ndarray:
-        """Integer class labels from encoded targets."""
+        """Integer class labels from encoded targets; for regression, the target itself
+        (in its original units)."""
+        if self.regression:
+            return y.ravel().astype(np.float64) * self.target_scale + self.target_mean
         return y.ravel().astype(int) if self.binary else y.argmax(axis=1)
 
     def summary(self) -> dict[str, Any]:
         """What was loaded, JSON-serialisable: rows per split, feature names, the count of
-        each class over all rows (keyed by the label's value in the source), and notes."""
+        each class over all rows (keyed by the label's value in the source), and notes.
+        For regression, the target's statistics over all rows (original units) and the
+        ``target_scaling`` that turned it into ``y`` replace the class counts."""
         parts = [self.y_train, self.y_test] + ([] if self.val_is_test else [self.y_val])
-        counts = np.bincount(
-            np.concatenate([self.labels(y) for y in parts]), minlength=self.n_classes
-        )
-        names = self.class_names or [str(i) for i in range(self.n_classes)]
-        return {
+        values = np.concatenate([self.labels(y) for y in parts])
+        out = {
             "name": self.name,
+            "task": self.task,
             "rows": {
-                "total": int(counts.sum()),
+                "total": len(values),
                 "train": len(self.x_train),
                 "val": len(self.x_val),
                 "test": len(self.x_test),
             },
             "val_is_test": self.val_is_test,
             "n_features": self.n_features,
+            "input_shape": list(self.input_shape or (self.n_features,)),
             "features": self.feature_names or [f"x{i + 1}" for i in range(self.n_features)],
             "label": self.label,
             "n_classes": self.n_classes,
-            "classes": {str(name): int(n) for name, n in zip(names, counts, strict=True)},
-            "notes": list(self.notes),
         }
+        if self.regression:
+            out["target"] = self.target_stats or _statistics(values)
+            out["target_scaling"] = {"mean": self.target_mean, "scale": self.target_scale}
+        else:
+            counts = np.bincount(values, minlength=self.n_classes)
+            names = self.class_names or [str(i) for i in range(self.n_classes)]
+            out["classes"] = {str(name): int(n) for name, n in zip(names, counts, strict=True)}
+        out["notes"] = list(self.notes)
+        return out
+
+
+def _statistics(values: np.ndarray) -> dict[str, float]:
+    """A regression target's mean, standard deviation, least and greatest values."""
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
 
 
 def _blobs(cfg) -> tuple[np.ndarray, np.ndarray]:
@@ -163,6 +213,193 @@ def _sklearn_loader(name: str) -> Callable:
     return load
 
 
+def _diabetes(cfg):
+    """scikit-learn's diabetes: 442 patients x 10 baseline measurements (already centred
+    and scaled by scikit-learn), and a measure of the disease's progression a year later."""
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes()
+    return bunch.data, bunch.target, {"features": [str(f) for f in bunch.feature_names]}
+
+
+def _make_regression(cfg):
+    """``make_regression``: a linear target of ``n_informative`` of the ``n_features``
+    Gaussian features, plus Gaussian noise of standard deviation ``noise``; generated
+    under ``split_seed`` like the other generated sets."""
+    from sklearn.datasets import make_regression
+
+    return make_regression(
+        n_samples=int(cfg.n_samples),
+        n_features=int(cfg.n_features),
+        n_informative=int(cfg.n_informative),
+        noise=float(cfg.noise),
+        random_state=cfg.split_seed,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Arrays: a user's .npz file, and the image sets of Keras' cache
+
+SPLIT_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _npz_path(ds) -> Path:
+    path = ds.get("path")
+    if not path or not Path(str(path)).expanduser().is_file():
+        raise ConfigError("dataset.path", path, "an existing .npz file")
+    return Path(str(path)).expanduser()
+
+
+def _npz_layout(path: Path, names: set[str]) -> list[tuple[str, str]]:
+    """The (features, labels) pairs of the file: [(x, y)], or its train and test parts."""
+    split, plain = set(SPLIT_ARRAYS) <= names, {"x", "y"} <= names
+    if split and plain:
+        raise DataError(
+            f"{path}: has both x, y and x_train, y_train, x_test, y_test; expected one of the "
+            "two layouts"
+        )
+    if not (split or plain):
+        has = f"arrays {_listing(sorted(names))}" if names else "no arrays"
+        raise DataError(
+            f"{path}: has {has}; expected arrays x and y, or x_train, y_train, x_test and y_test"
+        )
+    return [("x_train", "y_train"), ("x_test", "y_test")] if split else [("x", "y")]
+
+
+def _npz(ds, sample: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    """An ``.npz`` file's features (flattened) and labels, checked; with ``sample``, the
+    labels and only the first ``SAMPLE_ROWS`` rows of the features are read, and the
+    features returned are those rows. Shapes and dtypes come from the arrays' headers."""
+    path = _npz_path(ds)
+    task = ds.get("task", "classification")
+    headers = arrays.npz_headers(path)
+    pairs = _npz_layout(path, set(headers))
+    for xn, yn in pairs:
+        hx, hy = headers[xn], headers[yn]
+        for name, h in ((xn, hx), (yn, hy)):
+            if h.dtype.kind not in arrays.NUMERIC:
+                raise DataError(f"{path}: array {name!r} holds {h.dtype} values; expected numbers")
+        if len(hx.shape) not in (2, 3, 4) or 0 in hx.shape[1:]:
+            raise DataError(
+                f"{path}: array {xn!r} has shape {hx.shape}; expected [rows, features], or "
+                "images [rows, height, width] or [rows, height, width, channels]"
+            )
+        if not (len(hy.shape) == 1 or (len(hy.shape) == 2 and hy.shape[1] == 1)):
+            raise DataError(
+                f"{path}: array {yn!r} has shape {hy.shape}; expected one label per row, "
+                "[rows] or [rows, 1] (one-hot labels: save y.argmax(axis=1))"
+            )
+        if hx.shape[0] == 0:
+            raise DataError(f"{path}: array {xn!r} has no rows")
+        if hx.shape[0] != hy.shape[0]:
+            raise DataError(
+                f"{path}: {xn} has {hx.shape[0]} rows but {yn} has {hy.shape[0]}; expected one "
+                "label per row"
+            )
+    if len(pairs) == 2 and headers["x_train"].shape[1:] != headers["x_test"].shape[1:]:
+        raise DataError(
+            f"{path}: x_train's rows have shape {headers['x_train'].shape[1:]} but x_test's "
+            f"{headers['x_test'].shape[1:]}; expected the same"
+        )
+    xs = []
+    for xn, _ in pairs:
+        x = arrays.npz_array(path, xn, SAMPLE_ROWS if sample else None)
+        if x is not None:
+            bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+            if len(bad):
+                raise DataError(
+                    f"{path}: {xn}[{bad[0]}] holds NaN or infinity; expected finite numbers"
+                )
+        xs.append(x)
+    ys = [arrays.npz_array(path, yn).reshape(-1) for _, yn in pairs]
+    for (_, yn), y in zip(pairs, ys, strict=True):
+        bad = np.flatnonzero(~np.isfinite(y))
+        if len(bad):
+            raise DataError(f"{path}: {yn}[{bad[0]}] is {y[bad[0]]}; expected a finite number")
+    y = np.concatenate(ys)
+    meta: dict[str, Any] = {"input_shape": headers[pairs[0][0]].shape[1:]}
+    if len(pairs) == 2:
+        meta["test_from"] = len(ys[0])
+        meta["notes"] = [("the file's x_test, y_test are the test split (dataset.test_size is "
+                          "not used)", False)]  # fmt: skip
+    if task == "regression":
+        meta["classes"] = []
+        y = y.astype(np.float64)
+    else:
+        y, meta["classes"] = _npz_classes(path, pairs, ys)
+        meta["n_classes"] = len(meta["classes"])
+    read = [x for x in xs if x is not None]  # a sample of a column-major array is not read
+    return (np.concatenate(read) if read else None), y, meta
+
+
+def _npz_classes(path: Path, pairs, ys: list[np.ndarray]) -> tuple[np.ndarray, list[str]]:
+    """Class codes 0..k-1 in the order of the labels' values, and each class's value."""
+    names = "/".join(yn for _, yn in pairs)
+    y = np.concatenate(ys)
+    fractional = np.flatnonzero(y != np.round(y))
+    hint = "set dataset.task=regression for a regression target, else expected class codes"
+    if len(fractional):
+        i = int(fractional[0])
+        raise DataError(
+            f"{path}: labels {names} look continuous (row {i} has {float(y[i])!r}, not a class "
+            "code); " + hint
+        )
+    classes, codes = np.unique(y, return_inverse=True)
+    k, n = len(classes), len(y)
+    shown = ", ".join(_class_name(c) for c in classes[:3])
+    if _continuous(k, n):
+        raise DataError(
+            f"{path}: labels {names} look continuous ({k} distinct numbers among {n} rows, such "
+            f"as {shown}); {hint}"
+        )
+    if k < 2:
+        raise DataError(f"{path}: labels {names} have a single class ({shown}); need at least 2")
+    return codes.astype(int), [_class_name(c) for c in classes]
+
+
+def _continuous(k: int, n: int) -> bool:
+    """Whether ``k`` distinct integer labels among ``n`` rows look like a measurement
+    rather than classes: more than 20, with fewer than 10 rows each on average."""
+    return k > 20 and k * 10 > n
+
+
+def _npz_size(cfg) -> Size:
+    x, y, meta = _npz(cfg.model_dump(), sample=True)
+    features = int(np.prod(meta["input_shape"]))
+    return Size(len(y), features, len(meta["classes"]), test=_test_rows(len(y), meta))
+
+
+def _test_rows(n: int, meta: dict) -> int | None:
+    return None if meta.get("test_from") is None else n - meta["test_from"]
+
+
+def _keras_loader(name: str) -> Callable:
+    def load(cfg):
+        x_train, y_train, x_test, y_test = arrays.keras_arrays(name)
+        spec = arrays.KERAS_SETS[name]
+        meta = {
+            "classes": list(spec["classes"]),
+            "n_classes": len(spec["classes"]),
+            "test_from": len(x_train),
+            "pixels": 255,
+            "input_shape": spec["input_shape"],
+            "notes": [(f"Keras' test split ({len(x_test)} images) is the test split", False)],
+        }
+        return np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test]), meta
+
+    return load
+
+
+def _keras_size(name: str) -> Callable:
+    def size(cfg) -> Size:
+        train, test = arrays.keras_split(name)
+        spec = arrays.KERAS_SETS[name]
+        features = int(np.prod(spec["input_shape"]))
+        return Size(train + test, features, len(spec["classes"]), test=test)
+
+    return size
+
+
 # ---------------------------------------------------------------------------------------
 # CSV files
 
@@ -179,6 +416,7 @@ class _Options:
     header: bool
     test_size: float
     val_size: float
+    task: str = "classification"
 
 
 @dataclass
@@ -254,6 +492,7 @@ def _options(ds) -> _Options:
         header=header,
         test_size=float(ds.get("test_size", 0.25)),
         val_size=float(ds.get("val_size", 0.0)),
+        task=str(ds.get("task") or "classification"),
     )
 
 
@@ -562,12 +801,18 @@ def _read_csv(opts: _Options, limit: int | None) -> tuple[np.ndarray, np.ndarray
 
     x = _feature_values(path, layout, candidates, columns, lines, opts)
     cells = frame[label].str.strip().to_numpy(dtype=object)
-    y, class_names, numeric = _label_values(path, layout, label, cells, lines)
+    regression = opts.task == "regression"
+    if regression:
+        y, class_names = _target_values(path, label, cells, lines), []
+    else:
+        y, class_names, numeric = _label_values(path, layout, label, cells, lines)
     for j, c in enumerate(candidates):
         if n > 1 and np.all(x[:, j] == x[0, j]):
             notes.append((f"column {c!r} has the same value {x[0, j]:g} on every row", True))
 
-    if layout.complete:
+    if layout.complete and regression:
+        _check_rows(path, n, opts)
+    elif layout.complete:
         _check_classes(path, label, class_names, numeric, n, opts)
         counts = np.bincount(y, minlength=len(class_names))
         rare = [class_names[i] for i in np.flatnonzero(counts == 1)]
@@ -579,7 +824,8 @@ def _read_csv(opts: _Options, limit: int | None) -> tuple[np.ndarray, np.ndarray
         for alike in (v for v in by_case.values() if len(v) > 1):
             shown = " and ".join(map(repr, alike))
             notes.append((f"classes {shown} of {label!r} differ only in case", True))
-    meta = {"features": candidates, "classes": class_names, "label": label, "notes": notes}
+    meta = {"features": candidates, "classes": class_names, "label": label, "notes": notes,
+            "complete": layout.complete}  # fmt: skip
     return x, y, meta
 
 
@@ -668,6 +914,10 @@ def _feature_values(path, layout, names, columns, lines, opts) -> np.ndarray:
     return x
 
 
+# how a CSV file's continuous label is accepted (csv.yaml has no task key: it is added)
+CSV_REGRESSION = "set +dataset.task=regression for a regression target"
+
+
 def _class_name(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
@@ -691,8 +941,8 @@ def _label_values(path, layout, label, cells, line_of) -> tuple[np.ndarray, list
         i = int(odd[0])
         raise DataError(
             f"{path}: label column {label!r} looks continuous (row {line_of[i]} has "
-            f"{cells[i]!r}, not a class code); only classification is supported: expected "
-            "class names or integer class codes"
+            f"{cells[i]!r}, not a class code); {CSV_REGRESSION}, else expected class names "
+            "or integer class codes"
         )
     classes, y = np.unique(values, return_inverse=True)
     if layout.sklearn:
@@ -708,6 +958,20 @@ def _label_values(path, layout, label, cells, line_of) -> tuple[np.ndarray, list
     return y.astype(int), [_class_name(c) for c in classes], True
 
 
+def _target_values(path, label, cells, line_of) -> np.ndarray:
+    """A regression target: a finite number on every row."""
+    values, text = _floats(cells)
+    bad = np.flatnonzero(text | ~np.isfinite(values))
+    if len(bad):
+        i = int(bad[0])
+        shown = "is empty" if cells[i] == "" else f"has {cells[i]!r}"
+        raise DataError(
+            f"{path}: row {line_of[i]}, label column {label!r} {shown}; expected a finite "
+            "number (dataset.task=regression)"
+        )
+    return values
+
+
 def _check_classes(path, label, class_names, numeric, n, opts) -> None:
     """Checks that need every row: one class only, a label that is a measurement or an ID
     rather than a class, and too few rows to split."""
@@ -717,11 +981,11 @@ def _check_classes(path, label, class_names, numeric, n, opts) -> None:
             f"{path}: label column {label!r} has a single class ({class_names[0]!r}); "
             "need at least 2"
         )
-    if numeric and k > 20 and k * 10 > n:
+    if numeric and _continuous(k, n):
         raise DataError(
             f"{path}: label column {label!r} looks continuous ({k} distinct numbers among "
-            f"{n} rows, such as {', '.join(class_names[:3])}); only classification is "
-            "supported: expected a label with few classes, each on many rows"
+            f"{n} rows, such as {', '.join(class_names[:3])}); {CSV_REGRESSION}, else "
+            "expected a label with few classes, each on many rows"
         )
     if k > 2 and k * 2 > n:
         raise DataError(
@@ -729,6 +993,11 @@ def _check_classes(path, label, class_names, numeric, n, opts) -> None:
             f"{', '.join(map(repr, class_names[:3]))}); expected a class label with at least 2 "
             "rows per class on average (is it an ID column?)"
         )
+    _check_rows(path, n, opts)
+
+
+def _check_rows(path, n, opts) -> None:
+    """Enough rows for every split."""
     train, val, test = _split_sizes(n, opts.test_size, opts.val_size)
     if n < MIN_ROWS or min(train, test) < 1 or (opts.val_size and val < 1):
         raise DataError(
@@ -744,14 +1013,41 @@ def _csv(cfg) -> tuple[np.ndarray, np.ndarray, dict]:
     return _read_csv(_options(cfg), limit=None)
 
 
+def _subsample_rule(v: Any) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return v >= MIN_ROWS
+    return isinstance(v, float) and math.isfinite(v) and 0 < v < 1
+
+
+TASK = Choice(*TASKS)
+SUBSAMPLE = Rule(f"null, a row count >= {MIN_ROWS}, or a fraction in (0, 1)", _subsample_rule)
+
+
 class Split(Schema):
-    """The keys every dataset has: how it is split and scaled."""
+    """The keys every dataset has: how it is split and scaled, the task, and a subset."""
 
     name: str  # the catalogue's key, checked before the schema is chosen
     test_size: Annotated[float, OPEN_UNIT]
     val_size: Annotated[float, UNIT_INTERVAL]  # of the training part; 0: validate on test
     scaler_fit: Annotated[str, Choice("train", "all", "none")]
     split_seed: Annotated[int, SEED]
+    task: Annotated[str, TASK] = "classification"
+    subsample: Annotated[int | float | None, SUBSAMPLE] = None
+
+
+class Given(Schema):
+    """The keys of a set that brings its own test split (no ``test_size``)."""
+
+    name: str
+    val_size: Annotated[float, UNIT_INTERVAL]
+    scaler_fit: Annotated[str, Choice("train", "all", "none")]
+    split_seed: Annotated[int, SEED]
+    task: Annotated[str, TASK] = "classification"
+    subsample: Annotated[int | float | None, SUBSAMPLE] = None
 
 
 class Generated(Split):
@@ -770,6 +1066,17 @@ class Circles(Moons):
     factor: Annotated[float, UNIT_INTERVAL]  # make_circles: inner radius / outer, in [0, 1)
 
 
+class Diabetes(Split):
+    task: Annotated[str, TASK] = "regression"
+
+
+class MakeRegression(Diabetes):
+    n_samples: Annotated[int, Integer(MIN_ROWS)]
+    n_features: Annotated[int, Integer(1)]
+    n_informative: Annotated[int, Integer(1)]  # at most n_features
+    noise: Annotated[float, STRENGTH]  # the standard deviation of the noise on the target
+
+
 class Csv(Split):
     """A CSV file's keys; ``_options`` checks their values (it knows the file)."""
 
@@ -781,31 +1088,64 @@ class Csv(Split):
     header: Annotated[bool, BOOL] = True
 
 
+class Npz(Split):
+    """An ``.npz`` file's keys; ``_npz`` checks the file. ``test_size`` is used only for
+    the x, y layout."""
+
+    path: Any = None
+
+
+@dataclass(frozen=True)
+class Size:
+    """What is known of a dataset without loading it: rows, features (flattened) and
+    classes (0 for regression); ``test``, the rows of the source's own test split (its
+    last rows), if it has one; ``exact`` is false when the rows are a lower bound (a
+    long CSV file's sample)."""
+
+    rows: int
+    features: int
+    classes: int
+    test: int | None = None
+    exact: bool = True
+
+
 @dataclass(frozen=True)
 class Source:
-    """One dataset of the catalogue: its loader, its typed schema, and its size
-    (rows, features, classes) as far as it is known without loading it."""
+    """One dataset of the catalogue: its loader, its typed schema, its size as far as it
+    is known without loading it, and the tasks it serves (the first is its default)."""
 
     load: Callable
-    schema: type[Split]
-    size: Callable[[Any], tuple[int, int, int]]
+    schema: type[Schema]
+    size: Callable[[Any], Size]
+    tasks: tuple[str, ...] = ("classification",)
 
 
 def _fixed(rows: int, features: int, classes: int) -> Callable:
-    return lambda cfg: (rows, features, classes)
+    return lambda cfg: Size(rows, features, classes)
 
 
-def _generated(cfg) -> tuple[int, int, int]:
-    return cfg.n_samples, 2, 2
+def _generated(cfg) -> Size:
+    return Size(cfg.n_samples, 2, 2)
 
 
-def _csv_size(cfg) -> tuple[int, int, int]:
+def _regression_size(cfg) -> Size:
+    if cfg.n_informative > cfg.n_features:
+        raise ConfigError(
+            "dataset.n_informative",
+            cfg.n_informative,
+            f"an integer from 1 to dataset.n_features={cfg.n_features}",
+        )
+    return Size(cfg.n_samples, cfg.n_features, 0)
+
+
+def _csv_size(cfg) -> Size:
     """From the header and the first ``SAMPLE_ROWS`` rows (a lower bound for a longer
     file, which ``load`` checks whole)."""
     x, _, meta = _read_csv(_options(cfg.model_dump()), limit=SAMPLE_ROWS)
-    return len(x), x.shape[1], len(meta["classes"])
+    return Size(len(x), x.shape[1], len(meta["classes"]), exact=meta["complete"])
 
 
+BOTH = ("classification", "regression")
 DATASETS: dict[str, Source] = {
     "blobs": Source(_blobs, Blobs, _generated),
     "moons": Source(_moons, Moons, _generated),
@@ -814,13 +1154,18 @@ DATASETS: dict[str, Source] = {
     "breast_cancer": Source(_sklearn_loader("breast_cancer"), Split, _fixed(569, 30, 2)),
     "wine": Source(_sklearn_loader("wine"), Split, _fixed(178, 13, 3)),
     "digits": Source(_sklearn_loader("digits"), Split, _fixed(1797, 64, 10)),
-    "csv": Source(_csv, Csv, _csv_size),
+    "diabetes": Source(_diabetes, Diabetes, _fixed(442, 10, 0), ("regression",)),
+    "regression": Source(_make_regression, MakeRegression, _regression_size, ("regression",)),
+    "csv": Source(_csv, Csv, _csv_size, BOTH),
+    "npz": Source(_npz, Npz, _npz_size, BOTH),
+    **{name: Source(_keras_loader(name), Given, _keras_size(name)) for name in arrays.KERAS_SETS},
 }
 
 
 @dataclass(frozen=True)
 class Shape:
-    """The sizes a training's memory depends on: rows per split, features, classes."""
+    """The sizes a training's memory depends on: rows per split, features, classes
+    (0 for regression)."""
 
     train: int
     val: int
@@ -828,20 +1173,83 @@ class Shape:
     features: int
     classes: int
 
+    @property
+    def outputs(self) -> int:
+        """Units of the output layer: 1 for regression and for two classes."""
+        return 1 if self.classes in (0, 2) else self.classes
+
+
+def _check_task(name: str, source: Source, task: str) -> str:
+    """``task``, if the source serves it."""
+    TASK("dataset.task", task)
+    if task not in source.tasks:
+        accepted = f"{source.tasks[0]}: dataset={name} is a {source.tasks[0]} set"
+        if task == "regression":
+            other = [n for n, s in DATASETS.items() if task in s.tasks]
+            accepted += f" (regression data: dataset={', '.join(other[:-1])} or {other[-1]})"
+        raise ConfigError("dataset.task", task, accepted)
+    return task
+
+
+def _kept(subsample, parts: tuple[int, ...], classes: int, exact: bool = True) -> list[int]:
+    """The rows ``dataset.subsample`` keeps of each part of the data (all of it, or a
+    source's own train and test parts): a fraction ``f`` keeps ``floor(f * rows)`` of each
+    part (as ``train_test_split(train_size=f)`` does), a count ``k`` keeps ``k`` rows in
+    all, the test part's share rounded. A class-stratified subset needs at least one row
+    per class kept and left out of each part it cuts."""
+    if subsample is None:
+        return list(parts)
+    n = sum(parts)
+    key = "dataset.subsample"
+    if isinstance(subsample, float):
+        kept = [math.floor(subsample * p) for p in parts]
+    elif subsample > n and exact:
+        raise ConfigError(key, subsample, f"at most {n} rows (the data has {n}), or a fraction")
+    elif len(parts) == 1:
+        kept = [min(subsample, n)]
+    else:
+        test = min(int(subsample * parts[1] / n + 0.5), parts[1])
+        kept = [min(subsample - test, parts[0]), test]
+    if sum(kept) < MIN_ROWS and exact:
+        raise ConfigError(
+            key, subsample, f"a subset of at least {MIN_ROWS} rows (it keeps {sum(kept)} of {n})"
+        )
+    for k, p in zip(kept, parts, strict=True):
+        if classes and exact and k < p and min(k, p - k) < classes:
+            raise ConfigError(
+                key,
+                subsample,
+                f"a subset that keeps and leaves out at least {classes} rows of each part, one "
+                f"per class (it keeps {k} of {p})",
+            )
+    return kept
+
 
 def validate(ds) -> Shape:
     """Check the ``dataset`` group against its schema, and that every split gets rows;
     return the data's shape, without loading it. A CSV file's header and first
-    ``SAMPLE_ROWS`` rows are read and checked (the whole file if it is that short)."""
+    ``SAMPLE_ROWS`` rows are read and checked (the whole file if it is that short); an
+    ``.npz`` file's headers, labels and first ``SAMPLE_ROWS`` rows; Keras' cached files'
+    headers and labels (CIFAR-10's batches whole, once per process)."""
     name = Choice(*DATASETS)("dataset.name", ds.get("name") if isinstance(ds, Mapping) else ds)
     source = DATASETS[name]
     checked = parse(source.schema, ds, "dataset", what=f"dataset={name}")
-    rows, features, classes = source.size(checked)
-    train, val, test = _split_sizes(rows, checked.test_size, checked.val_size)
-    for key, value, empty in (
-        ("dataset.test_size", checked.test_size, train + val < 1 or test < 1),
-        ("dataset.val_size", checked.val_size, train < 1 or (checked.val_size > 0 and val < 1)),
-    ):
+    _check_task(name, source, checked.task)
+    size = source.size(checked)
+    val_size = checked.val_size
+    if size.test is None:
+        (rows,) = _kept(checked.subsample, (size.rows,), size.classes, size.exact)
+        train, val, test = _split_sizes(rows, checked.test_size, val_size)
+        sizes = [("dataset.test_size", checked.test_size, train + val < 1 or test < 1)]
+    else:
+        before, test = _kept(checked.subsample, (size.rows - size.test, size.test),
+                             size.classes, size.exact)  # fmt: skip
+        rows = before + test
+        val = math.ceil(val_size * before) if val_size else 0
+        train = before - val
+        sizes = [("dataset.subsample", checked.subsample, test < 1)]
+    sizes.append(("dataset.val_size", val_size, train < 1 or (val_size > 0 and val < 1)))
+    for key, value, empty in sizes:
         if empty:
             raise ConfigError(
                 key,
@@ -849,7 +1257,7 @@ def validate(ds) -> Shape:
                 f"a size that leaves rows in every split ({rows} rows of dataset={name} give "
                 f"{train} train, {val} validation and {test} test)",
             )
-    return Shape(train, val if checked.val_size else test, test, features, classes)
+    return Shape(train, val if val_size else test, test, size.features, size.classes)
 
 
 def _encode(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -858,29 +1266,78 @@ def _encode(y: np.ndarray, n_classes: int) -> np.ndarray:
     return np.eye(n_classes, dtype="float32")[y]
 
 
+def _subsample(cfg, y: np.ndarray, parts: tuple[int, ...], classes: int, exact: bool):
+    """The rows ``dataset.subsample`` keeps (sorted), drawn under ``split_seed``, stratified
+    by class for classification, from each part (``_kept``); and the rows kept per part."""
+    from sklearn.model_selection import train_test_split
+
+    sub = cfg.get("subsample")
+    kept = _kept(sub, parts, classes, exact)
+    rows, start = [], 0
+    for k, p in zip(kept, parts, strict=True):
+        idx = np.arange(start, start + p)
+        start += p
+        if k == 0:
+            idx = idx[:0]
+        elif k < p:
+            try:
+                idx, _ = train_test_split(
+                    idx,
+                    train_size=k,
+                    stratify=y[idx] if classes else None,
+                    random_state=int(cfg.split_seed),
+                )
+            except ValueError as e:  # a class of a single row cannot be stratified
+                said = str(e).strip().splitlines()[0]
+                raise DataError(f"dataset.subsample={sub}: no stratified subset ({said})") from None
+        rows.append(np.sort(idx))
+    return np.concatenate(rows), kept
+
+
 def load(cfg) -> Dataset:
     """Build the dataset described by the ``dataset`` config group."""
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
 
+    source = DATASETS[cfg.name]
+    task = _check_task(cfg.name, source, cfg.get("task", source.tasks[0]))
+    regression = task == "regression"
     try:
-        x, y, *rest = DATASETS[cfg.name].load(cfg)
+        x, y, *rest = source.load(cfg)
     except (ConfigError, DataError):
         raise
     except Exception as e:  # a loader refusing what the schema let through
         said = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"dataset={cfg.name}: cannot be made ({said})") from None
     meta = rest[0] if rest else {}
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y).astype(int)
-    n_classes = int(y.max()) + 1
+    notes = list(meta.get("notes", []))
+    y = np.asarray(y, dtype=np.float64) if regression else np.asarray(y).astype(int)
+    n_classes = 0 if regression else meta.get("n_classes", int(y.max()) + 1)
     seed = int(cfg.split_seed)
+    test_from = meta.get("test_from")
+    if cfg.get("subsample") is not None:
+        parts = (len(y),) if test_from is None else (test_from, len(y) - test_from)
+        keep, kept = _subsample(cfg, y, parts, n_classes, True)
+        x, y = np.asarray(x)[keep], y[keep]
+        test_from = None if test_from is None else kept[0]
+        how = "" if regression else ", stratified by class"
+        notes.append((f"dataset.subsample={cfg.subsample}: {len(y)} rows kept{how}", False))
+    x = np.asarray(x)
+    input_shape = tuple(int(d) for d in meta.get("input_shape", x.shape[1:]))
+    if "pixels" in meta:  # 8-bit images: to [0, 1] first, in float32
+        x = x.astype("float32") / np.float32(meta["pixels"])
+    else:
+        x = x.astype(np.float64)
+    x = x.reshape(len(x), -1)
 
     # Splitting indices (rather than arrays) lets `scaler_fit: all` scale before the
     # split exactly as source A did, with the same split as `scaler_fit: train`.
-    idx_train, idx_test = train_test_split(
-        np.arange(len(x)), test_size=float(cfg.test_size), random_state=seed
-    )
+    if test_from is None:
+        idx_train, idx_test = train_test_split(
+            np.arange(len(x)), test_size=float(cfg.test_size), random_state=seed
+        )
+    else:  # the source's own test split
+        idx_train, idx_test = np.arange(test_from), np.arange(test_from, len(x))
     val_is_test = float(cfg.val_size) == 0
     if val_is_test:
         idx_val = idx_test
@@ -893,8 +1350,14 @@ def load(cfg) -> Dataset:
         fit_on = x if cfg.scaler_fit == "all" else x[idx_train]
         x = StandardScaler().fit(fit_on).transform(x)
     x = x.astype("float32")
-    t = _encode(y, n_classes)
-    notes = meta.get("notes", [])
+    mean, scale = 0.0, 1.0
+    if regression:
+        if cfg.scaler_fit != "none":
+            scaler = StandardScaler().fit((y if cfg.scaler_fit == "all" else y[idx_train])[:, None])
+            mean, scale = float(scaler.mean_[0]), float(scaler.scale_[0])
+        t = ((y - mean) / scale).reshape(-1, 1).astype("float32")
+    else:
+        t = _encode(y, n_classes)
     data = Dataset(
         name=str(cfg.name),
         x_train=x[idx_train],
@@ -909,6 +1372,11 @@ def load(cfg) -> Dataset:
         class_names=list(meta.get("classes", [])),
         label=meta.get("label"),
         notes=[text for text, _ in notes],
+        task=task,
+        target_mean=mean,
+        target_scale=scale,
+        input_shape=input_shape if len(input_shape) > 1 else (),
+        target_stats=_statistics(y) if regression else {},
     )
     _log(data, notes)
     return data
@@ -918,18 +1386,29 @@ def _log(data: Dataset, notes: list[tuple[str, bool]]) -> None:
     s = data.summary()
     rows = s["rows"]
     val = "validation = test" if data.val_is_test else f"{rows['val']} validation"
+    images = "x".join(map(str, data.input_shape))
     log.info(
-        "data %s: %d rows (%d train, %s, %d test) x %d features: %s",
+        "data %s: %d rows (%d train, %s, %d test) x %d features%s: %s",
         data.name,
         rows["total"],
         rows["train"],
         val,
         rows["test"],
         s["n_features"],
+        f" ({images} flattened)" if images else "",
         _listing(s["features"], 20),
     )
-    counts = ", ".join(f"{k}: {v}" for k, v in list(s["classes"].items())[:20])
     label = f"label {data.label!r}, " if data.label else ""
-    log.info("data %s: %s%d classes (%s)", data.name, label, data.n_classes, counts)
+    if data.regression:
+        t = s["target"]
+        log.info(
+            "data %s: %sregression target: mean %.4g, std %.4g, range [%.4g, %.4g]; "
+            "y = (target - %.4g) / %.4g",
+            data.name, label, t["mean"], t["std"], t["min"], t["max"],
+            data.target_mean, data.target_scale,
+        )  # fmt: skip
+    else:
+        counts = ", ".join(f"{k}: {v}" for k, v in list(s["classes"].items())[:20])
+        log.info("data %s: %s%d classes (%s)", data.name, label, data.n_classes, counts)
     for text, warning in notes:
         (log.warning if warning else log.info)("data %s: %s", data.name, text)

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from regexp import data
+from regexp import arrays, data
 from regexp.config import validate
 from regexp.errors import ConfigError
 from regexp.keys import flatten
 from regexp.paths import CONF
 from regexp.plan import Reg
+from tests import datafiles
 from tests.conftest import make_cfg
 
 GROUPS = ("dataset", "model", "reg", "optimizer", "trainer", "tracking")
@@ -37,13 +39,30 @@ def _set(node: dict, dotted: str, value) -> None:
     node[last if last in node else int(last)] = value
 
 
-def _compose(group: str, option: str):
-    return make_cfg(f"+{group}={option}" if group == "tracking" else f"{group}={option}")
+def _files(option: str, tmp_path, monkeypatch) -> tuple[str, ...]:
+    """The files a dataset option reads, written in ``tmp_path``: its extra overrides."""
+    if option == "npz":
+        rng = np.random.default_rng(0)
+        path = tmp_path / "data.npz"
+        np.savez(path, x_train=rng.integers(0, 256, (50, 4, 3), dtype=np.uint8),
+                 y_train=np.arange(50) % 3, x_test=rng.normal(size=(20, 4, 3)),
+                 y_test=np.arange(20) % 3)  # fmt: skip
+        return (f"dataset.path={path}",)
+    if option == "keras_datasets" or option in arrays.KERAS_SETS:
+        monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+        datafiles.write_keras_cache(tmp_path / "keras")
+    return ()
+
+
+def _compose(group: str, option: str, *extra: str):
+    return make_cfg(f"+{group}={option}" if group == "tracking" else f"{group}={option}", *extra)
 
 
 @pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_key_of_every_shipped_option_has_a_type_and_a_range(group, option):
-    cfg = _compose(group, option)
+def test_every_key_of_every_shipped_option_has_a_type_and_a_range(
+    group, option, tmp_path, monkeypatch
+):
+    cfg = _compose(group, option, *_files(option, tmp_path, monkeypatch))
     validate(cfg)  # as shipped, it is accepted
     keys = list(flatten(OmegaConf.to_container(cfg[group])))
     assert keys
@@ -67,9 +86,23 @@ def test_every_key_of_every_shipped_option_has_a_type_and_a_range(group, option)
             assert all(named), (full, refused)
 
 
-@pytest.mark.parametrize("name", sorted(set(data.DATASETS) - {"csv"}))
-def test_the_shape_known_without_loading_is_the_loaded_shape(name):
-    cfg = make_cfg(f"dataset={name}")
+SHAPES = [(name, ()) for name in sorted(set(data.DATASETS) - {"csv"})] + [
+    ("digits", ("+dataset.subsample=300",)),
+    ("iris", ("+dataset.subsample=0.5", "dataset.val_size=0")),
+    ("diabetes", ("+dataset.subsample=0.3",)),
+    ("regression", ("+dataset.subsample=50",)),
+    ("npz", ("dataset.subsample=0.5", "dataset.val_size=0")),
+    ("mnist", ("dataset.subsample=30",)),
+    ("cifar10", ("dataset.subsample=0.5", "dataset.val_size=0.5")),
+]
+
+
+@pytest.mark.parametrize("name, extra", SHAPES, ids=[" ".join((n, *e)) for n, e in SHAPES])
+def test_the_shape_known_without_loading_is_the_loaded_shape(name, extra, tmp_path, monkeypatch):
+    files = _files(name, tmp_path, monkeypatch)
+    option = f"dataset=keras_datasets dataset.name={name}" if name in arrays.KERAS_SETS else (
+        f"dataset={name}")  # fmt: skip
+    cfg = make_cfg(*option.split(), *files, *extra)
     assert validate(cfg).shape == data.load(cfg.dataset).shape
 
 
