@@ -105,19 +105,27 @@ def npz_array(path: Path, name: str, rows: int | None = None) -> np.ndarray | No
 # Keras' dataset cache
 
 
-def keras_cache() -> Path:
-    """The folder where ``keras.utils.get_file`` keeps datasets: ``$KERAS_HOME/datasets``
-    when KERAS_HOME is set, else ``~/.keras/datasets`` (``/tmp/.keras/datasets`` when the
-    home folder, or an existing Keras folder, is not writable), as Keras resolves it."""
+def keras_caches() -> list[Path]:
+    """The folders where ``keras.utils.get_file`` keeps datasets, the one it writes first:
+    ``$KERAS_HOME/datasets`` when KERAS_HOME is set, else ``~/.keras/datasets``
+    (``/tmp/.keras`` when the home folder is not writable). Keras falls back to
+    ``/tmp/.keras/datasets`` when that Keras folder exists but is not writable; regexp reads
+    a read-only cache (a shared one, say) first, then that fallback."""
     if "KERAS_HOME" in os.environ:
         base = os.environ["KERAS_HOME"]
     else:
         home = os.path.expanduser("~")
         base = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
     base = os.path.expanduser(base)
+    caches = [Path(base) / "datasets"]
     if os.path.isdir(base) and not os.access(base, os.W_OK):
-        base = "/tmp/.keras"
-    return Path(base) / "datasets"
+        caches.append(Path("/tmp/.keras/datasets"))
+    return caches
+
+
+def _first(relative: str) -> Path | None:
+    """``relative`` in the first cache that has it."""
+    return next((c / relative for c in keras_caches() if (c / relative).exists()), None)
 
 
 ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -188,9 +196,9 @@ def _check_images(where: str, x_shape: tuple, input_shape: tuple, y: np.ndarray)
 
 
 def _mnist_path() -> Path:
-    path = keras_cache() / "mnist.npz"
-    if not path.is_file():
-        raise _absent("mnist", "mnist.npz", path.parent, ORIGIN + "mnist.npz")
+    path = _first("mnist.npz")
+    if path is None:
+        raise _absent("mnist", "mnist.npz", keras_caches()[0], ORIGIN + "mnist.npz")
     return path
 
 
@@ -218,7 +226,7 @@ def _mnist_arrays() -> tuple[np.ndarray, ...]:
 
 
 def _fashion_paths() -> list[Path]:
-    folder = keras_cache() / "fashion-mnist"
+    folder = _first("fashion-mnist") or keras_caches()[0] / "fashion-mnist"
     for file in FASHION_FILES:
         if not (folder / file).is_file():
             raise _absent("fashion_mnist", file, folder, ORIGIN + file)
@@ -275,9 +283,8 @@ def _fashion_arrays() -> tuple[np.ndarray, ...]:
 
 def _cifar_location() -> tuple[Path, bool]:
     """The folder holding the six batches (False), or the archive (True)."""
-    cache = keras_cache()
-    for sub in CIFAR10_FOLDERS:
-        folder = cache / sub
+    cache = keras_caches()[0]
+    for folder in filter(None, map(_first, CIFAR10_FOLDERS)):
         if folder.is_dir():
             for batch in CIFAR10_BATCHES:
                 if not (folder / batch).is_file():
@@ -287,9 +294,9 @@ def _cifar_location() -> tuple[Path, bool]:
                         f"{cache}; regexp does not download (no network)"
                     )
             return folder, False
-    for archive in CIFAR10_ARCHIVES:
-        if (cache / archive).is_file():
-            return cache / archive, True
+    for archive in filter(None, map(_first, CIFAR10_ARCHIVES)):
+        if archive.is_file():
+            return archive, True
     raise DataError(
         f"dataset.name=cifar10: cifar-10-python.tar.gz (or its folder {CIFAR10_FOLDER}/) is not "
         f"in Keras' cache; put it in {cache} (from {CIFAR10_URL}); regexp does not download "
