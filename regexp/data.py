@@ -383,7 +383,7 @@ def _keras_loader(name: str) -> Callable:
             "test_from": len(x_train),
             "pixels": 255,
             "input_shape": spec["input_shape"],
-            "notes": [(f"Keras' test split ({len(x_test)} images) is the test split", False)],
+            "notes": [("Keras' own test split is the test split", False)],
         }
         return np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test]), meta
 
