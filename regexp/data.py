@@ -915,7 +915,7 @@ def _feature_values(path, layout, names, columns, lines, opts) -> np.ndarray:
 
 
 # how a CSV file's continuous label is accepted (csv.yaml has no task key: it is added)
-CSV_REGRESSION = "set +dataset.task=regression for a regression target"
+CSV_REGRESSION = "set dataset.task=regression for a regression target"
 
 
 def _class_name(value: float) -> str:

@@ -61,12 +61,21 @@ def without(plain: dict, keys: Iterable[str]) -> dict:
     return out
 
 
+# Keys added to shipped configs after runs were already written, each with the value that
+# means what a config without it always meant. ``essential`` leaves such a key out at that
+# value, so a config hashes the same with or without it and old sweeps still resume.
+LATER = {"dataset.task": "classification", "dataset.subsample": None}
+
+
 def essential(cfg, keys: Iterable[str]) -> dict:
-    """The resolved config (a DictConfig or a plain mapping) without ``keys``."""
+    """The resolved config (a DictConfig or a plain mapping) without ``keys``, and without
+    the ``LATER`` keys that hold their neutral value."""
     from omegaconf import OmegaConf
 
     plain = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
-    return without(plain, keys)
+    flat = flatten(plain)
+    neutral = [k for k, v in LATER.items() if k in flat and flat[k] == v]
+    return without(plain, [*keys, *neutral])
 
 
 def fingerprint(cfg, keys: Iterable[str]) -> str:

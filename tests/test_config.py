@@ -159,3 +159,21 @@ def test_the_readme_recipe_example_is_valid():
     plans = layer_plan(cfg)
     assert plans[0].position == "pre" and plans[0].activity == {"kind": "l1", "lam": 0.001}
     assert plans[4].activity["kind"] == "kl" and plans[3].kernel == {"kind": "l2", "lam": 0.001}
+
+
+def test_keys_added_later_hash_the_same_at_their_neutral_value():
+    """Sweeps written before dataset.task and dataset.subsample existed still resume."""
+    from omegaconf import open_dict
+
+    from regexp.keys import LATER
+    from regexp.rundir import config_hash
+
+    cfg = make_cfg("dataset=iris")
+    older = cfg.copy()
+    with open_dict(older):
+        for key in LATER:
+            section, leaf = key.split(".")
+            del older[section][leaf]
+    assert config_hash(cfg) == config_hash(older)
+    changed = make_cfg("dataset=iris", "dataset.subsample=0.5")
+    assert config_hash(changed) != config_hash(cfg)

@@ -202,16 +202,16 @@ def test_a_continuous_csv_label_is_refused_unless_the_task_is_regression(tmp_pat
     frame.to_csv(path, index=False)
     overrides = ("dataset=csv", f"dataset.path={path}", "dataset.label=target")
     message = (rf"^{path}: label column 'target' looks continuous \(214 distinct numbers among "
-               r"442 rows.*set \+dataset.task=regression for a regression target")  # fmt: skip
+               r"442 rows.*set dataset.task=regression for a regression target")  # fmt: skip
     with pytest.raises(DataError, match=message):
         validate(make_cfg(*overrides).dataset)
     frame["target"] = frame["target"] / 10  # a fractional target: found in a sample too
     frame.to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"looks continuous \(row 2 has '15.1'.*\+dataset.task="):
+    with pytest.raises(DataError, match=r"looks continuous \(row 2 has '15.1'.*set dataset.task="):
         validate(make_cfg(*overrides).dataset)
     # with the task, the same file is scikit-learn's diabetes set, target / 10
     same = ("dataset.test_size=0.25", "dataset.val_size=0.2", "dataset.scaler_fit=none")
-    csv = _load(*overrides, "+dataset.task=regression", *same)
+    csv = _load(*overrides, "dataset.task=regression", *same)
     builtin = _load("dataset=diabetes", *same)
     assert csv.task == "regression" and csv.n_classes == 0 and csv.shape == builtin.shape
     for part in ("x_train", "x_val", "x_test"):
@@ -298,7 +298,7 @@ BAD_FILES = [
     ("a,b,y\n" + _rows(fmt="{a},{b},1"), (), DataError, "has a single class ('1')"),
     ("a,b,y\n" + _rows(fmt="{a},{b},{a}"), (), DataError,
      "label column 'y' looks continuous (row 2 has '0.25', not a class code); "
-     "set +dataset.task=regression for a regression target"),
+     "set dataset.task=regression for a regression target"),
     ("a,b,y\n" + "".join(f"{i},{i % 7},{i * 3}\n" for i in range(40)), (), DataError,
      "label column 'y' looks continuous (40 distinct numbers among 40 rows"),
     ("a,b,y\n" + "".join(f"{i},{i % 7},c{i % 25}\n" for i in range(40)), (), DataError,
@@ -471,14 +471,14 @@ def test_a_set_of_one_task_refuses_the_other_in_one_line(capsys):
     with pytest.raises(ConfigError, match=r"^dataset.task='regression' is not accepted; expected "
                        r"classification: dataset=iris is a classification set \(regression data: "
                        r"dataset=diabetes, regression, csv or npz\)$"):  # fmt: skip
-        validate(make_cfg("dataset=iris", "+dataset.task=regression").dataset)
+        validate(make_cfg("dataset=iris", "dataset.task=regression").dataset)
     with pytest.raises(ConfigError, match=r"^dataset.task='classification' is not accepted; "
                        "expected regression: dataset=diabetes is a regression set$"):  # fmt: skip
         validate(make_cfg("dataset=diabetes", "dataset.task=classification").dataset)
     with pytest.raises(ConfigError, match="dataset.task='ranking' is not accepted; expected one "
                        "of classification, regression"):  # fmt: skip
-        validate(make_cfg("dataset=csv", "+dataset.task=ranking").dataset)
-    assert main(["check", "dataset=wine", "+dataset.task=regression"]) == 2
+        validate(make_cfg("dataset=csv", "dataset.task=ranking").dataset)
+    assert main(["check", "dataset=wine", "dataset.task=regression"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dataset=wine is a classification set" in err[0], err
 
@@ -492,9 +492,9 @@ def test_a_continuous_csv_label_without_the_task_stops_regexp_check(tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert f"{path}: label column 'price' looks continuous" in err[0]
-    assert "set +dataset.task=regression" in err[0]
-    assert main([*args, "+dataset.task=regression"]) == 0
-    d = _load(*args[1:], "+dataset.task=regression", "dataset.scaler_fit=none")
+    assert "set dataset.task=regression" in err[0]
+    assert main([*args, "dataset.task=regression"]) == 0
+    d = _load(*args[1:], "dataset.task=regression", "dataset.scaler_fit=none")
     train, val, test = _indices(40)
     np.testing.assert_allclose(d.y_test[:, 0], 10 + test * 1.25)
     np.testing.assert_array_equal(d.x_val, np.c_[val * 0.5, val % 7].astype("float32"))
@@ -504,7 +504,7 @@ def test_a_continuous_csv_label_without_the_task_stops_regexp_check(tmp_path, ca
                                         ("inf", "has 'inf'")])  # fmt: skip
 def test_a_regression_target_that_is_not_a_number_is_one_line(tmp_path, cell, said):
     rows = "".join(f"{i},{i % 7},{i * 0.5}\n" for i in range(40))
-    overrides = (*_csv(tmp_path, f"a,b,y\n{rows}1,2,{cell}\n"), "+dataset.task=regression")
+    overrides = (*_csv(tmp_path, f"a,b,y\n{rows}1,2,{cell}\n"), "dataset.task=regression")
     with pytest.raises(DataError) as err:
         validate(make_cfg(*overrides).dataset)
     assert str(err.value).endswith(f"row 42, label column 'y' {said}; expected a finite number "
@@ -744,21 +744,21 @@ def test_a_subsample_is_stratified_by_class_and_sized_as_validate_says():
     target = load_digits().target
     share = np.bincount(target) / len(target)
     for sub, rows in (("300", 300), ("0.5", 898)):  # floor(0.5 * 1797)
-        cfg = make_cfg("dataset=digits", f"+dataset.subsample={sub}")
+        cfg = make_cfg("dataset=digits", f"dataset.subsample={sub}")
         d = load(cfg.dataset)
         assert d.shape == validate(cfg.dataset) and d.summary()["rows"]["total"] == rows
         counts = np.array(list(d.summary()["classes"].values()))
         assert np.abs(counts - rows * share).max() <= 1  # within one row of the proportions
-    first, again = (_load("dataset=digits", "+dataset.subsample=300") for _ in range(2))
+    first, again = (_load("dataset=digits", "dataset.subsample=300") for _ in range(2))
     np.testing.assert_array_equal(first.x_test, again.x_test)  # deterministic
-    other = _load("dataset=digits", "+dataset.subsample=300", "dataset.split_seed=1")
+    other = _load("dataset=digits", "dataset.subsample=300", "dataset.split_seed=1")
     assert not np.array_equal(first.x_test, other.x_test)
 
 
 def test_a_regression_subsample_is_a_plain_random_subset():
     from sklearn.model_selection import train_test_split
 
-    d = _load("dataset=diabetes", "+dataset.subsample=100", "dataset.scaler_fit=none",
+    d = _load("dataset=diabetes", "dataset.subsample=100", "dataset.scaler_fit=none",
               "dataset.val_size=0")  # fmt: skip
     keep = np.sort(train_test_split(np.arange(442), train_size=100, random_state=0)[0])
     from sklearn.datasets import load_diabetes
@@ -794,7 +794,7 @@ def test_a_subsample_of_a_set_with_its_own_test_split_cuts_both_parts(keras_home
 ])  # fmt: skip
 def test_a_subsample_that_cannot_be_taken_is_one_line(name, value, accepted):
     with pytest.raises(ConfigError) as err:
-        validate(make_cfg(f"dataset={name}", f"+dataset.subsample={value}").dataset)
+        validate(make_cfg(f"dataset={name}", f"dataset.subsample={value}").dataset)
     assert err.value.key == "dataset.subsample" and accepted in str(err.value)
 
 

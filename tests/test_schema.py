@@ -87,10 +87,10 @@ def test_every_key_of_every_shipped_option_has_a_type_and_a_range(
 
 
 SHAPES = [(name, ()) for name in sorted(set(data.DATASETS) - {"csv"})] + [
-    ("digits", ("+dataset.subsample=300",)),
-    ("iris", ("+dataset.subsample=0.5", "dataset.val_size=0")),
-    ("diabetes", ("+dataset.subsample=0.3",)),
-    ("regression", ("+dataset.subsample=50",)),
+    ("digits", ("dataset.subsample=300",)),
+    ("iris", ("dataset.subsample=0.5", "dataset.val_size=0")),
+    ("diabetes", ("dataset.subsample=0.3",)),
+    ("regression", ("dataset.subsample=50",)),
     ("npz", ("dataset.subsample=0.5", "dataset.val_size=0")),
     ("mnist", ("dataset.subsample=30",)),
     ("cifar10", ("dataset.subsample=0.5", "dataset.val_size=0.5")),
