@@ -16,7 +16,18 @@ from typing import Annotated, Any
 from omegaconf import DictConfig, OmegaConf
 
 from regexp import data
-from regexp.checks import BOOL, MAPPING, NAME, SEED, TEXT, Choice, Integer, Schema, parse
+from regexp.checks import (
+    BOOL,
+    MAPPING,
+    NAME,
+    SEED,
+    STRENGTH,
+    TEXT,
+    Choice,
+    Integer,
+    Schema,
+    parse,
+)
 from regexp.errors import ConfigError, DataError
 from regexp.optimizers import OPTIMIZERS
 from regexp.plan import LayerPlan, layer_plan
@@ -40,6 +51,43 @@ class Top(Schema):
     resume: Annotated[str | None, TEXT.or_none()] = None
 
 
+# The history series early stopping may watch, with the direction that is better (Keras'
+# EarlyStopping mode), and the task that records each one; every one has its val_ twin.
+MONITORED = {
+    "loss": ("min", None),
+    "data_loss": ("min", None),
+    "accuracy": ("max", "classification"),
+    "mae": ("min", "regression"),
+    "r2": ("max", "regression"),
+}
+MONITORS = tuple(f"{p}{s}" for p in ("", "val_") for s in MONITORED)
+
+
+class EarlyStopping(Schema):
+    """``trainer.early_stopping`` (``trainer=early_stopping``): Keras' EarlyStopping rule
+    on one history series. Absent or null: no early stopping."""
+
+    monitor: Annotated[str, Choice(*MONITORS)] = "val_data_loss"
+    patience: Annotated[int, Integer(0)] = 5
+    min_delta: Annotated[float, STRENGTH] = 0.0
+    restore_best: Annotated[bool, BOOL] = True
+
+    @property
+    def mode(self) -> str:
+        """``max`` for accuracy and r2, ``min`` otherwise."""
+        return MONITORED[self.monitor.removeprefix("val_")][0]
+
+
+def early_stopping(trainer) -> EarlyStopping | None:
+    """The early-stopping settings of a (validated) ``trainer`` group, defaults filled in;
+    None when it has none."""
+    spec = trainer.get("early_stopping")
+    if spec is None:
+        return None
+    values = OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else spec
+    return parse(EarlyStopping, values, "trainer.early_stopping")
+
+
 class Trainer(Schema):
     """The ``trainer`` group."""
 
@@ -50,6 +98,7 @@ class Trainer(Schema):
     threads: Annotated[int, Integer(0)] = 1
     tensorboard: Annotated[bool, BOOL] = False
     quiet: Annotated[bool, BOOL] = False
+    early_stopping: Annotated[Any, MAPPING.or_none()] = None  # its own schema: EarlyStopping
 
 
 class Tracking(Schema):
@@ -84,6 +133,9 @@ def validate(cfg: DictConfig) -> Checked:
     name = Choice(*OPTIMIZERS)("optimizer.name", opt.get("name") if isinstance(opt, dict) else opt)
     OPTIMIZERS[name].validate(opt)
     trainer = parse(Trainer, top["trainer"], "trainer")
+    stopping = early_stopping(top["trainer"])
+    if stopping is not None:
+        _check_monitor(stopping.monitor, top["dataset"])
     if top.get("tracking") is not None:
         parse(Tracking, top["tracking"], "tracking")
         if importlib.util.find_spec("mlflow") is None:
@@ -97,6 +149,18 @@ def validate(cfg: DictConfig) -> Checked:
             "false, or install the extra: pip install 'regexp[tensorboard]'",
         )
     return Checked(plans, shape)
+
+
+def _check_monitor(monitor: str, dataset: dict) -> None:
+    """Early stopping watches a series the dataset's task records."""
+    task = dataset.get("task", "classification")
+    needs = MONITORED[monitor.removeprefix("val_")][1]
+    if needs is not None and needs != task:
+        recorded = [m for m in MONITORS if MONITORED[m.removeprefix("val_")][1] in (None, task)]
+        raise ConfigError(
+            "trainer.early_stopping.monitor", monitor,
+            f"a series dataset.task={task} records: one of {', '.join(recorded)}",
+        )  # fmt: skip
 
 
 def memory_needed(

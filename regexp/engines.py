@@ -14,6 +14,10 @@ writes the same run folder.
 ``keras`` and ``compiled`` train one job at a time; ``fused`` a group of any size.
 Every engine stops early, keeping the history so far, when the loss stops being finite
 (the run diverged: ``training.outcome`` tells) or on Ctrl-C / SIGTERM (interrupted).
+With ``trainer.early_stopping`` every engine applies Keras' ``EarlyStopping`` rule after
+each epoch (``keras`` the callback itself; ``compiled`` and ``fused`` ``training.Stopping``
+in the graph), records the stopped and best epochs in the ``Job``, and ends with the best
+weights when ``restore_best``.
 
 Importing this module does not import TensorFlow.
 """
@@ -24,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from regexp.config import ENGINE_CHOICES
+from regexp.config import ENGINE_CHOICES, early_stopping
 from regexp.diagnostics import for_model
 from regexp.fused import fit_members
 from regexp.progress import Epochs
@@ -37,6 +41,7 @@ from regexp.training import (
     ChunkStops,
     History,
     Job,
+    Stopping,
     first_non_finite,
     train_in_chunks,
     truncate,
@@ -69,6 +74,17 @@ def fit_keras(jobs: Sequence[Job], lead: str = "") -> list[History]:
             job.snapshot(epoch + 1, model.get_weights)
         progress.update(epoch + 1, logs["loss"], logs["val_loss"], logs["val_accuracy"])
 
+    callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=report)]
+    spec = early_stopping(trainer)
+    if spec is not None:
+        rule = keras.callbacks.EarlyStopping(
+            monitor=spec.monitor,
+            patience=spec.patience,
+            min_delta=spec.min_delta,
+            mode=spec.mode,
+            restore_best_weights=spec.restore_best,
+        )
+        callbacks.append(rule)
     try:
         model.fit(
             data.x_train,
@@ -78,10 +94,14 @@ def fit_keras(jobs: Sequence[Job], lead: str = "") -> list[History]:
             batch_size=int(trainer.batch_size),
             shuffle=bool(trainer.shuffle),
             verbose=0,
-            callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=report)],
+            callbacks=callbacks,
         )
     except KeyboardInterrupt:
         pass  # the epochs recorded so far stand; the caller marks the run interrupted
+    else:
+        if spec is not None:  # Keras' epochs are 0-based; it never stops after epoch 0
+            job.stopped_epoch = rule.stopped_epoch + 1 if rule.stopped_epoch > 0 else None
+            job.best_epoch = rule.best_epoch + 1
     progress.close()
     done = min(len(v) for v in recorded.values())
     return [truncate(recorded, done)]
@@ -94,7 +114,9 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
     read the train metrics; reset, one ``test_step`` per validation batch (batch size
     ``trainer.batch_size``), read the validation metrics. The epochs run in about ten
     graph calls (``ChunkStops``), with a progress line after each; each call is given its
-    chunk's batch orders and fills a chunk's history buffers.
+    chunk's batch orders and fills a chunk's history buffers. With early stopping the
+    rule runs in the graph after every epoch (``training.Stopping``), and a chunk ends
+    at the epoch it stops.
     """
     import tensorflow as tf
 
@@ -112,6 +134,8 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
     names = [*COLUMNS, *diag.names]
     history = ChunkHistory(names, stops.longest)
     buffers = history.variables
+    spec = early_stopping(trainer)
+    rule = None if spec is None else Stopping([spec], model.weights)
 
     def metrics_into(prefix: str, epoch) -> None:
         result = model.get_metrics_result()
@@ -124,7 +148,8 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
     @tf.function(input_signature=[tf.TensorSpec([None, n], tf.int32)])
     def run(order):
         """Train one epoch per row of ``order`` (its sample order); row i of the buffers
-        holds the epoch's numbers."""
+        holds the epoch's numbers. Early stopping ends the chunk after the epoch where it
+        stops."""
         for epoch in tf.range(tf.shape(order)[0]):
             for m in model.metrics:
                 m.reset_state()
@@ -138,27 +163,41 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
             for b in tf.range((nv + bs - 1) // bs):
                 model.test_step((xv[b * bs : (b + 1) * bs], yv[b * bs : (b + 1) * bs]))
             metrics_into("val_", epoch)
+            if rule is not None:
+                rule.update(buffers[rule.monitor][epoch])
+                if not rule.active():
+                    break
 
     progress = Epochs(trainer, epochs, lead=lead)
     job.snapshot(0, model.get_weights)
 
+    def trained(start: int, stop: int) -> int:
+        """The epochs of the chunk [start, stop) that ran: all, or up to the stop."""
+        stopped = None if rule is None else rule.result()[0]
+        return stop - start if stopped is None else stopped - start
+
     def train(start: int, stop: int) -> None:
         run(orders.take(stop - start))
-        history.keep(stop - start)
+        history.keep(trained(start, stop))
 
     def after_chunk(start: int, stop: int) -> int | None:
         chunk = history.last
         bad = first_non_finite(chunk["loss"])
         if bad is not None:
             return start + bad + 1
-        if stops.milestone(stop):
-            job.snapshot(stop, model.get_weights)
+        end = start + len(chunk["loss"])  # stop, or the epoch where early stopping ended it
+        if stops.milestone(end):
+            job.snapshot(end, model.get_weights)
         last = {k: float(chunk[k][-1]) for k in SHOWN}
-        progress.update(stop, last["loss"], last["val_loss"], last["val_accuracy"])
-        return None
+        progress.update(end, last["loss"], last["val_loss"], last["val_accuracy"])
+        return end if rule is not None and rule.stopped() else None
 
     done = train_in_chunks(train, stops, after_chunk)
     progress.close()
+    if rule is not None:
+        job.stopped_epoch, job.best_epoch = rule.result()
+        if rule.restore_best:  # as Keras' on_train_end: stopped or not
+            model.set_weights(rule.best_values())
     values = history.values(done)
     return [{k: [float(v) for v in values[k]] for k in names}]
 

@@ -19,6 +19,12 @@ batches of ``trainer.batch_size``.
 
 Built-in penalties use their vectorized formula (``Kind.stacked``); a ``_target_``
 regularizer is applied to each member's slice in turn, which is exact but slower.
+
+Early stopping (``trainer.early_stopping``) keeps Keras' rule per member
+(``training.Stopping``: members may differ in patience and min_delta). A member that
+stops is frozen: after every training step its variables are put back as they were, so
+neither its gradient nor its optimizer's momentum moves it again; its history ends at its
+own epoch. The group ends when every member has stopped, or after the last epoch.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from regexp.config import early_stopping
 from regexp.diagnostics import Diagnostics
 from regexp.optimizers import OPTIMIZERS, Stacked
 from regexp.progress import Epochs
@@ -39,6 +46,7 @@ from regexp.training import (
     ChunkStops,
     History,
     Job,
+    Stopping,
     first_non_finite,
     train_in_chunks,
 )
@@ -93,6 +101,7 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
     names = [*COLUMNS, *diag.names]
     history = ChunkHistory(names, stops.longest, (k,))
     buffers = history.variables
+    rule = _stopping(jobs, variables)
 
     def epoch_body(order, epoch):
         """Epoch ``epoch`` of a chunk whose orders are ``order`` [epochs, K, n]."""
@@ -114,8 +123,9 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
             total, d, h = batch_numbers(xb, yb)
             return b + 1, loss + total * size, data_loss + d, hits + h
 
+        step = train_batch if rule is None else _frozen_when_stopped(train_batch, rule, variables)
         for prefix, body, count, steps in (
-            ("", train_batch, n, (n + bs - 1) // bs),
+            ("", step, n, (n + bs - 1) // bs),
             ("val_", val_batch, nv, (nv + bs - 1) // bs),
         ):
             _, *sums = tf.while_loop(lambda b, *_, s=steps: b < s, body, (tf.constant(0), *zeros))
@@ -123,6 +133,8 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
                 buffers[prefix + series][epoch].assign(value / count)
         for name, value in diag(kernels, biases).items():
             buffers[name][epoch].assign(value)
+        if rule is not None:
+            rule.update(buffers[rule.monitor][epoch])
         return (epoch + 1,)
 
     # one trace for every chunk, the shorter last one too
@@ -130,39 +142,83 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
     def run(order):
         """Train one epoch per row of ``order`` (the members' sample orders)."""
         count = tf.shape(order)[0]
-        tf.while_loop(lambda e: e < count, lambda e: epoch_body(order, e), (tf.constant(0),))
+
+        def more(e):  # epochs left in the chunk, and a member still training
+            return e < count if rule is None else (e < count) & tf.reduce_any(rule.active())
+
+        tf.while_loop(more, lambda e: epoch_body(order, e), (tf.constant(0),))
         return tf.constant(0)
 
     def train(start: int, stop: int) -> None:
         run(np.stack([o.take(stop - start) for o in orders], axis=1))  # [epochs, K, n]
-        history.keep(stop - start)
+        history.keep(_epochs_run(rule, start, stop))
 
     progress = Epochs(trainer, epochs, members=k, lead=lead)
 
     def after_chunk(start: int, stop: int) -> int | None:
+        end = start + len(history.last["loss"])  # stop, or the epoch the last member stopped
         last = {s: history.last[s][-1] for s in SHOWN}
         finite = np.isfinite(last["loss"])
         if not finite.any():
-            return stop  # every member has diverged
+            return end  # every member has diverged
         means = {s: float(v[finite].mean()) for s, v in last.items()}
-        progress.update(stop, means["loss"], means["val_loss"], means["val_accuracy"])
+        progress.update(end, means["loss"], means["val_loss"], means["val_accuracy"])
         # the same for every member: trainer is in the group key
-        if first.wants_snapshots and stops.milestone(stop):
+        if first.wants_snapshots and stops.milestone(end):
             weights = [v.numpy() for v in variables]
             for m in np.flatnonzero(finite):
-                jobs[m].snapshot(stop, lambda m=m: [w[m] for w in weights])
-        return None
+                jobs[m].snapshot(end, lambda m=m: [w[m] for w in weights])
+        return end if rule is not None and rule.stopped() else None
 
     done = train_in_chunks(train, stops, after_chunk)
     progress.close()
 
-    final = [v.numpy() for v in variables]
+    restore = rule is not None and rule.restore_best  # as Keras' on_train_end: stopped or not
+    final = rule.best_values() if restore else [v.numpy() for v in variables]
     for m, job in enumerate(jobs):
         job.model.set_weights([w[m] for w in final])
     values = history.values(done)
     histories = []
-    for m in range(k):
-        bad = first_non_finite(values["loss"][:, m])
-        length = done if bad is None else bad + 1  # a diverged member stops at that epoch
+    for m, job in enumerate(jobs):
+        length = done
+        if rule is not None:
+            job.stopped_epoch, job.best_epoch = rule.result(m)
+            length = min(done, job.stopped_epoch or done)  # a stopped member ends there
+        bad = first_non_finite(values["loss"][:length, m])
+        length = length if bad is None else bad + 1  # a diverged member stops at that epoch
         histories.append({name: [float(v) for v in values[name][:length, m]] for name in names})
     return histories
+
+
+def _stopping(jobs: Sequence[Job], variables: list) -> Stopping | None:
+    """Each member's early stopping, in one rule over the group; None without it."""
+    specs = [early_stopping(j.cfg.trainer) for j in jobs]
+    if specs[0] is None:
+        return None
+    return Stopping(specs, variables, members=len(jobs))
+
+
+def _frozen_when_stopped(step, rule: Stopping, variables: list):
+    """``step`` (one training batch), after which the members that have stopped get their
+    variables back as they were before it: every variable, whatever it holds, since each
+    has the member axis first. The optimizer's own state of a stopped member may still
+    move, but never reaches its weights again."""
+    import tensorflow as tf
+
+    def frozen(*args):
+        before = [v.read_value() for v in variables]
+        out = step(*args)
+        active = rule.active()
+        for v, old in zip(variables, before, strict=True):
+            v.assign(tf.where(rule.per_member(active, v), v, old))
+        return out
+
+    return frozen
+
+
+def _epochs_run(rule: Stopping | None, start: int, stop: int) -> int:
+    """The epochs of the chunk [start, stop) the group trained: all of them, or up to the
+    epoch its last member stopped."""
+    if rule is None or not rule.stopped():
+        return stop - start
+    return int(rule.stopped_epoch.numpy().max()) + 1 - start

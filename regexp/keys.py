@@ -7,8 +7,9 @@ Each purpose is a named set of dotted keys (a key also covers everything under i
 - ``TRAINING``: what makes two runs the same training: names and citations left out too
   (``make reproduce-all`` trains B1, B4 and B5's shared baseline once).
 - ``GROUP``: what members of one fused group may differ in: the seed and split, the
-  learning rate, the weight decay and every strength of ``reg`` (the kinds and places of
-  the penalties are compared separately, from the layer plan), and the engine choice.
+  learning rate, the weight decay, every strength of ``reg`` (the kinds and places of
+  the penalties are compared separately, from the layer plan), the early-stopping
+  patience and min_delta, and the engine choice.
 - ``REPORT``: what only tells runs of one recipe apart in a report: the seed and split,
   names and citations, the engine and the thread count.
 """
@@ -22,6 +23,7 @@ from typing import Any
 HASH = ("resume",)
 TRAINING = (*HASH, "experiment_name", "published")
 GROUP = (*TRAINING, "seed", "dataset.split_seed", "optimizer.lr", "optimizer.weight_decay", "reg",
+         "trainer.early_stopping.patience", "trainer.early_stopping.min_delta",
          "trainer.engine")  # fmt: skip
 REPORT = ("seed", "dataset.split_seed", "experiment_name", "published", "trainer.engine",
           "trainer.threads")  # fmt: skip

@@ -188,8 +188,8 @@ class Trained:
     @property
     def interrupted(self) -> bool:
         return any(
-            outcome(h, int(p.cfg.trainer.epochs))[0] == "interrupted"
-            for p, h in zip(self.planned, self.histories, strict=True)
+            outcome(h, int(p.cfg.trainer.epochs), j.stopped_epoch)[0] == "interrupted"
+            for p, j, h in zip(self.planned, self.jobs, self.histories, strict=True)
         )
 
     def write(self, index: int) -> dict[str, Any]:
@@ -245,12 +245,16 @@ def write(
 
     ``engine`` is what trained it (``{"engine": "fused", "group_size": 4}``). A diverged
     or interrupted run gets its history so far, its curves, and a ``metrics.json`` whose
-    status says so; no final metrics are computed from it.
+    status says so; no final metrics are computed from it. A run that early stopping
+    ended is complete: ``stopped_epoch`` and ``best_epoch`` say where (1-based; null
+    without early stopping, ``stopped_epoch`` null too when it ran every epoch), and its
+    final metrics are those of the weights it ended with (the best epoch's with
+    ``restore_best``).
     """
     from regexp.model import layer_outputs, total_penalty
 
     cfg, data, model = job.cfg, job.data, job.model
-    status, bad_epoch = outcome(history, int(cfg.trainer.epochs))
+    status, bad_epoch = outcome(history, int(cfg.trainer.epochs), job.stopped_epoch)
     if bad_epoch is not None:
         history = truncate(history, bad_epoch)
     rundir.write_env(run_dir, rundir.env_record(job.seed, list(overrides or []), threads()))
@@ -265,6 +269,9 @@ def write(
         **engine,
         "seed": job.seed,
         "epochs_run": len(frame),
+        # early stopping's epochs, for a complete run (the rule's state means nothing else)
+        "stopped_epoch": job.stopped_epoch if status == "completed" else None,
+        "best_epoch": job.best_epoch if status == "completed" else None,
         "train_seconds": round(seconds, 3),
         "config_hash": rundir.config_hash(cfg),
     }
@@ -323,6 +330,9 @@ def write(
             log.warning(
                 "MLflow logging failed (%s: %s); the run folder is complete", type(e).__name__, e
             )
+    if job.stopped_epoch is not None:
+        log.info("%s: early stopping ended training after epoch %d (best epoch %d)",
+                 title, job.stopped_epoch, job.best_epoch)  # fmt: skip
     log.info(
         "%s: test accuracy %.4f, test data loss %.4f (%s)",
         title, result["test_accuracy"], result["test_data_loss"], run_dir,

@@ -1,6 +1,6 @@
 """What every engine shares: the prepared ``Job``, the history it returns, the batch
-orders, training in chunks (with a chunk's history buffers), and how a history ends
-(completed, diverged, interrupted).
+orders, training in chunks (with a chunk's history buffers), early stopping in the graph
+(``Stopping``), and how a history ends (completed, diverged, interrupted).
 
 An engine trains a list of jobs (one, or a fused group) and returns one history per
 job: each per-epoch series (``loss``, ``data_loss``, ``accuracy``, their ``val_`` twins,
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from regexp.config import ORDER_BUDGET
+from regexp.config import ORDER_BUDGET, EarlyStopping
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -48,6 +48,11 @@ class Job:
     # (epoch, weights as model.get_weights() orders them): the initial weights and those
     # after every chunk of epochs, kept only for TensorBoard's histograms
     snapshots: list[tuple[int, list[np.ndarray]]] = field(default_factory=list)
+    # early stopping (1-based epochs), set by the engine: the epoch after which the rule
+    # stopped training (None: it ran every epoch), and the epoch whose monitored value was
+    # best by the rule (None: no early stopping)
+    stopped_epoch: int | None = None
+    best_epoch: int | None = None
 
     @property
     def wants_snapshots(self) -> bool:
@@ -83,14 +88,20 @@ class BatchOrders:
         return orders
 
 
-def outcome(history: History, epochs: int) -> tuple[str, int | None]:
+def outcome(
+    history: History, epochs: int, stopped_epoch: int | None = None
+) -> tuple[str, int | None]:
     """``("completed", None)``, ``("diverged", epoch)`` with the first epoch whose loss
-    is not finite (1-based), or ``("interrupted", None)`` for a short, finite history."""
+    is not finite (1-based), or ``("interrupted", None)`` for a short, finite history.
+
+    A history is complete when it has every epoch, or ends at ``stopped_epoch``, where
+    early stopping ended training (``Job.stopped_epoch``)."""
     losses = history.get("loss", [])
     bad = first_non_finite(losses)
     if bad is not None:
         return "diverged", bad + 1
-    return ("completed" if len(losses) == epochs else "interrupted"), None
+    complete = len(losses) in (epochs, stopped_epoch)
+    return ("completed" if complete else "interrupted"), None
 
 
 def truncate(history: History, epochs: int) -> History:
@@ -184,11 +195,113 @@ class ChunkHistory:
         }
 
 
+class Stopping:
+    """Keras' ``EarlyStopping`` rule, evaluated inside the graph after every epoch, for
+    one run (``members=None``: scalar state) or for each member of a fused group ([K]
+    state, each member with its own patience and min_delta).
+
+    The rule of ``keras/src/callbacks/early_stopping.py`` (Keras 3.14) with its defaults
+    ``baseline=None`` and ``start_from_epoch=0``, after epoch ``e`` (0-based) whose
+    monitored value is ``v``:
+
+    - ``wait += 1``;
+    - ``v`` improves on ``best`` if there is no best yet (so epoch 0 always does), or if
+      ``v + min_delta < best`` (mode min) or ``v - min_delta > best`` (mode max), the
+      sum taken in float64 and rounded to float32 before comparing, as Keras compares
+      (its logs are Python floats, ``keras.ops`` makes float32 tensors of them);
+    - if it improves: ``best = v``, ``best_epoch = e``, the best weights are the current
+      weights, ``wait = 0``;
+    - else, if ``wait >= patience`` and ``e > 0``: training stops after epoch ``e``.
+
+    So patience 0 and 1 both stop at the first epoch that does not improve. Whether it
+    stopped or ran every epoch, ``restore_best`` ends with the best weights (Keras'
+    ``on_train_end``). A member that has stopped keeps its state.
+    """
+
+    def __init__(self, specs: list[EarlyStopping], weights: list, members: int | None = None):
+        """``specs``: each member's settings (one for a single run), which agree on
+        ``monitor`` and ``restore_best``; ``weights``: the variables to keep the best of,
+        in ``model.get_weights()`` order (a fused group's have the member axis first)."""
+        import tensorflow as tf
+
+        first = specs[0]
+        assert all((s.monitor, s.restore_best) == (first.monitor, first.restore_best)
+                   for s in specs)  # fmt: skip
+        self.monitor, self.restore_best = first.monitor, first.restore_best
+        self.less, self.members = first.mode == "min", members
+        shape = [] if members is None else [members]
+        sign = -1.0 if self.less else 1.0  # Keras' signed min_delta: negative for min
+
+        def per_member(values: list, dtype):
+            return tf.constant(values[0] if members is None else values, dtype)
+
+        self.patience = per_member([s.patience for s in specs], tf.int32)
+        self.delta = per_member([sign * s.min_delta for s in specs], tf.float64)
+        self.best = tf.Variable(tf.zeros(shape), trainable=False)
+        self.seen = tf.Variable(tf.zeros(shape, tf.bool), trainable=False)  # has a best
+        self.wait = tf.Variable(tf.zeros(shape, tf.int32), trainable=False)
+        self.epoch = tf.Variable(0, trainable=False)  # the epochs updated so far: the next one
+        self.best_epoch = tf.Variable(tf.zeros(shape, tf.int32), trainable=False)
+        self.stopped_epoch = tf.Variable(tf.fill(shape, -1), trainable=False)  # -1: not
+        self.weights = list(weights) if self.restore_best else []  # those to keep the best of
+        self.best_weights = [tf.Variable(tf.convert_to_tensor(w), trainable=False)
+                             for w in self.weights]  # fmt: skip
+
+    def per_member(self, mask, like):
+        """A member mask [K] shaped to select along the member axis of ``like``."""
+        import tensorflow as tf
+
+        if self.members is None:
+            return mask
+        return tf.reshape(mask, [-1] + [1] * (len(like.shape) - 1))
+
+    def active(self):
+        """Whether each member (the run) is still training: a bool tensor."""
+        return self.stopped_epoch < 0
+
+    def update(self, value) -> None:
+        """Apply the rule after the next epoch, whose monitored value is ``value``
+        (float32: a scalar, or [K])."""
+        import tensorflow as tf
+
+        epoch = self.epoch.read_value()
+        self.epoch.assign_add(1)
+        active = self.active()
+        shifted = tf.cast(tf.cast(value, tf.float64) - self.delta, tf.float32)
+        better = tf.less(shifted, self.best) if self.less else tf.greater(shifted, self.best)
+        improved = active & (better | ~self.seen)
+        wait = tf.where(active, self.wait + 1, self.wait)
+        stop = active & ~improved & (wait >= self.patience) & (epoch > 0)
+        for best, w in zip(self.best_weights, self.weights, strict=True):
+            best.assign(tf.where(self.per_member(improved, best), tf.convert_to_tensor(w), best))
+        self.best.assign(tf.where(improved, value, self.best))
+        self.seen.assign(self.seen | improved)
+        self.wait.assign(tf.where(improved, tf.zeros_like(wait), wait))
+        self.best_epoch.assign(tf.where(improved, epoch, self.best_epoch))
+        self.stopped_epoch.assign(tf.where(stop, epoch, self.stopped_epoch))
+
+    def stopped(self) -> bool:
+        """Whether the rule has stopped the run, or every member of the group."""
+        return not self.active().numpy().any()
+
+    def result(self, member: int | None = None) -> tuple[int | None, int | None]:
+        """(stopped epoch, best epoch), 1-based, of the run or of ``member``; the stopped
+        epoch is None when the rule never stopped it."""
+        stopped, best = self.stopped_epoch.numpy(), self.best_epoch.numpy()
+        if member is not None:
+            stopped, best = stopped[member], best[member]
+        return (None if stopped < 0 else int(stopped) + 1), int(best) + 1
+
+    def best_values(self) -> list[np.ndarray]:
+        """The best weights kept (``restore_best``), in the order of ``weights``."""
+        return [b.numpy() for b in self.best_weights]
+
+
 def train_in_chunks(run, stops: ChunkStops, after_chunk) -> int:
     """Train a chunk per stop (about ten graph calls): ``run(start, stop)`` trains epochs
     [start, stop); ``after_chunk(start, stop)`` returns how many epochs stand when training
-    must stop (divergence), else None. Ctrl-C or SIGTERM ends it too. Returns the epochs
-    that stand.
+    must stop (divergence, early stopping), else None. Ctrl-C or SIGTERM ends it too.
+    Returns the epochs that stand.
     """
     done = 0
     try:
