@@ -196,12 +196,16 @@ REFUSED = [
      "dataset.task=classification records: one of loss, data_loss, accuracy, val_loss"),
     ("trainer.early_stopping=yes",
      "trainer.early_stopping='yes' is not accepted; expected null or a mapping"),
+    ("dataset=diabetes trainer.early_stopping.monitor=val_accuracy",
+     "trainer.early_stopping.monitor='val_accuracy' is not accepted; expected a series "
+     "dataset.task=regression records: one of loss, data_loss, mae, r2, val_loss"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("override, message", REFUSED, ids=[r[0] for r in REFUSED])
-def test_bad_early_stopping_settings_are_one_line(override, message, tmp_path, capsys):
-    rc = main(["run", "trainer=early_stopping", override, f"hydra.run.dir={tmp_path / 'run'}"])
+@pytest.mark.parametrize("overrides, message", REFUSED, ids=[r[0] for r in REFUSED])
+def test_bad_early_stopping_settings_are_one_line(overrides, message, tmp_path, capsys):
+    run = ["run", "trainer=early_stopping", *overrides.split(), f"hydra.run.dir={tmp_path}/run"]
+    rc = main(run)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith(f"regexp: error: {message}"), err
     assert not (tmp_path / "run" / "metrics.json").exists()
