@@ -25,6 +25,11 @@ Early stopping (``trainer.early_stopping``) keeps Keras' rule per member
 stops is frozen: after every training step its variables are put back as they were, so
 neither its gradient nor its optimizer's momentum moves it again; its history ends at its
 own epoch. The group ends when every member has stopped, or after the last epoch.
+
+Layer regularizers and constraints (``regexp.layers``) keep per-member values too: each
+member's dropout and noise are drawn from its own seed at the group's step count, the
+numbers its own compiled run draws; batch normalization keeps each member's moving
+statistics; each member's constrained kernels are projected after every update.
 """
 
 from __future__ import annotations
@@ -52,6 +57,29 @@ from regexp.training import (
 )
 
 
+def member_variables(jobs: Sequence[Job]) -> tuple[list, list[dict], list]:
+    """Every weight of the members' models, stacked on a member axis: ``variables`` in the
+    order of ``model.get_weights()`` (each member starts from its own model's initial
+    weights), the same as ``network.Weights`` (one mapping per Dense layer: kernel, bias,
+    batch normalization's gamma, beta and moving statistics), and the trainable ones."""
+    import tensorflow as tf
+
+    from regexp.model import layer_weights
+
+    first = jobs[0].model
+    initial = [j.model.get_weights() for j in jobs]
+    for job, values in zip(jobs, initial, strict=True):
+        job.snapshot(0, lambda values=values: values)
+    variables = [
+        tf.Variable(np.stack(values), trainable=w.trainable)
+        for values, w in zip(zip(*initial, strict=True), first.weights, strict=True)
+    ]
+    weights = [{name: variables[i] for name, i in slots.items()}
+               for slots in layer_weights(first, jobs[0].plans)]  # fmt: skip
+    trainable = [v for v, w in zip(variables, first.weights, strict=True) if w.trainable]
+    return variables, weights, trainable
+
+
 def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
     """Train jobs of one group together; leave each job's final weights in its model.
 
@@ -72,21 +100,18 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
     stops = ChunkStops(epochs, n * k)
     orders = [BatchOrders(n, j.seed, bool(trainer.shuffle)) for j in jobs]
 
-    initial = [j.model.get_weights() for j in jobs]  # kernel, bias per Dense, in order
-    for job, weights in zip(jobs, initial, strict=True):
-        job.snapshot(0, lambda weights=weights: weights)
-    variables = [tf.Variable(np.stack(ws)) for ws in zip(*initial, strict=True)]
-    kernels, biases = variables[0::2], variables[1::2]
+    variables, weights, trainable = member_variables(jobs)
     lr = tf.constant([float(j.cfg.optimizer.lr) for j in jobs], tf.float32)
     decays = [OPTIMIZERS[j.cfg.optimizer.name].hyper(j.cfg.optimizer)["weight_decay"] for j in jobs]
     decay = tf.constant(decays, tf.float32) if any(decays) else None
-    optimizer = Stacked(first.cfg.optimizer, lr, variables, decay)
+    optimizer = Stacked(first.cfg.optimizer, lr, trainable, decay)
     binary = data.binary
-    diag = Diagnostics([j.plans for j in jobs], xv)  # also the stacked network trained here
+    seeds = [j.seed for j in jobs]  # also the stacked network trained here:
+    diag = Diagnostics([j.plans for j in jobs], xv, seeds, (n, bs))
 
-    def batch_numbers(xb, yb):
+    def batch_numbers(xb, yb, training=False):
         """Per member: batch total loss, and sums over the batch of data loss and hits."""
-        logits, activity = diag.forward(xb, kernels, biases)
+        logits, activity = diag.forward(xb, weights, training, optimizer.iterations)
         if binary:
             per_sample = tf.reduce_mean(
                 tf.nn.sigmoid_cross_entropy_with_logits(labels=yb, logits=logits), axis=-1
@@ -95,7 +120,7 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
         else:
             per_sample = tf.nn.softmax_cross_entropy_with_logits(labels=yb, logits=logits)
             hits = tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(yb, -1)), tf.float32)
-        total = tf.reduce_mean(per_sample, axis=1) + diag.weight_penalty(kernels, biases) + activity
+        total = tf.reduce_mean(per_sample, axis=1) + diag.weight_penalty(weights) + activity
         return total, tf.reduce_sum(per_sample, axis=1), tf.reduce_sum(hits, axis=1)
 
     names = [*COLUMNS, *diag.names]
@@ -112,9 +137,10 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
             xb, yb = tf.gather(x, idx, batch_dims=1), tf.gather(y, idx, batch_dims=1)
             size = tf.cast(tf.shape(idx)[1], tf.float32)
             with tf.GradientTape() as tape:
-                total, d, h = batch_numbers(xb, yb)
+                total, d, h = batch_numbers(xb, yb, training=True)
                 objective = tf.reduce_sum(total)
-            optimizer.apply(tape.gradient(objective, variables), variables)
+            optimizer.apply(tape.gradient(objective, trainable), trainable)
+            diag.constrain(weights)  # as Keras: after the update
             return b + 1, loss + total * size, data_loss + d, hits + h
 
         def val_batch(b, loss, data_loss, hits):
@@ -131,7 +157,7 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
             _, *sums = tf.while_loop(lambda b, *_, s=steps: b < s, body, (tf.constant(0), *zeros))
             for series, value in zip(SERIES, sums, strict=True):
                 buffers[prefix + series][epoch].assign(value / count)
-        for name, value in diag(kernels, biases).items():
+        for name, value in diag(weights, optimizer.iterations).items():
             buffers[name][epoch].assign(value)
         if rule is not None:
             rule.update(buffers[rule.monitor][epoch])
@@ -165,9 +191,9 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
         progress.update(end, means["loss"], means["val_loss"], means["val_accuracy"])
         # the same for every member: trainer is in the group key
         if first.wants_snapshots and stops.milestone(end):
-            weights = [v.numpy() for v in variables]
+            now = [v.numpy() for v in variables]
             for m in np.flatnonzero(finite):
-                jobs[m].snapshot(end, lambda m=m: [w[m] for w in weights])
+                jobs[m].snapshot(end, lambda m=m: [w[m] for w in now])
         return end if rule is not None and rule.stopped() else None
 
     done = train_in_chunks(train, stops, after_chunk)

@@ -1,7 +1,12 @@
 """Build and compile the Keras model described by a layer plan.
 
-Input -> hidden Dense layers -> output Dense fitted to the task: one sigmoid unit with
-binary cross-entropy for two classes, softmax with categorical cross-entropy otherwise.
+Input -> [noise, dropout on the inputs] -> hidden layers -> output Dense fitted to the
+task: one sigmoid unit with binary cross-entropy for two classes, softmax with
+categorical cross-entropy otherwise. A hidden layer is Dense -> [BatchNormalization
+``pre``] -> activation -> [BatchNormalization ``post``] -> [noise] -> [dropout], named
+``h1``, ``h1_bn``, ``h1_act`` (when the activation is a layer of its own), ``h1_noise``,
+``h1_dropout``; the inputs' are ``inputs_noise`` and ``inputs_dropout``. Noise and
+dropout are regexp's own layer (``layers.random_layer``), drawing under the run's seed.
 
 Penalties reach the loss in one of two ways (``reg.mode``):
 
@@ -20,6 +25,7 @@ import keras
 import numpy as np
 
 from regexp.errors import UserError
+from regexp.layers import INPUT_KINDS, LAYER_KINDS, constraint_to_keras, site
 from regexp.optimizers import OPTIMIZERS
 from regexp.plan import PENALTY_SLOTS, LayerPlan
 from regexp.regularizers import to_keras
@@ -47,30 +53,58 @@ def penalty_of(penalties: Penalties):
 
 
 def build_model(
-    plans: Sequence[LayerPlan], n_features: int, n_classes: int, mode: str = "layers"
+    plans: Sequence[LayerPlan],
+    n_features: int,
+    n_classes: int,
+    mode: str = "layers",
+    seed: int = 0,
 ) -> tuple[keras.Model, Penalties]:
-    """Return the model and, in ``loss`` mode, the penalties the loss function must add."""
+    """Return the model and, in ``loss`` mode, the penalties the loss function must add.
+
+    ``seed`` keys the random numbers of the noise and dropout layers."""
     inputs = keras.Input(shape=(n_features,), name="x")
     h = inputs
+    for kind in INPUT_KINDS:
+        spec = (plans[0].inputs or {}).get(kind)
+        if spec is not None:
+            h = LAYER_KINDS[kind].keras(spec, f"inputs_{kind}", seed, site(0, kind))(h)
     loss_penalties: Penalties = []
     dense_layers = []
-    for plan in plans:
+    for number, plan in enumerate(plans, start=1):
         is_output = plan.units is None
         units = (1 if n_classes == 2 else n_classes) if is_output else plan.units
         activation = ("sigmoid" if n_classes == 2 else "softmax") if is_output else plan.activation
-        pre = plan.activity is not None and plan.position == "pre"
         regs = {slot: _checked(plan, slot, units, h.shape[-1]) for slot in PENALTY_SLOTS}
+        # the activity penalty goes on the Dense layer, unless it is on the activation's
+        # output and that is a layer of its own
+        on_dense = not plan.split or plan.position == "pre"
         layer = keras.layers.Dense(
             units,
-            activation=None if pre else activation,
+            activation=None if plan.split else activation,
+            use_bias=plan.biased,
             kernel_regularizer=regs["kernel"] if mode == "layers" else None,
             bias_regularizer=regs["bias"] if mode == "layers" else None,
-            activity_regularizer=regs["activity"],
+            activity_regularizer=regs["activity"] if on_dense else None,
+            kernel_constraint=constraint_to_keras(plan.constraint),
             name=plan.name,
         )
         h = layer(h)
-        if pre:
-            h = keras.layers.Activation(activation, name=f"{plan.name}_act")(h)
+        norm = plan.batchnorm
+        if norm is not None and norm["position"] == "pre":
+            h = LAYER_KINDS["batchnorm"].keras(norm, f"{plan.name}_bn", seed, 0)(h)
+        if plan.split:
+            h = keras.layers.Activation(
+                activation,
+                activity_regularizer=None if on_dense else regs["activity"],
+                name=f"{plan.name}_act",
+            )(h)
+        if norm is not None and norm["position"] == "post":
+            h = LAYER_KINDS["batchnorm"].keras(norm, f"{plan.name}_bn", seed, 0)(h)
+        for kind in ("noise", "dropout"):
+            spec = getattr(plan, kind)
+            if spec is not None:
+                where = site(number, kind)
+                h = LAYER_KINDS[kind].keras(spec, f"{plan.name}_{kind}", seed, where)(h)
         dense_layers.append((layer, plan))
     model = keras.Model(inputs, h, name="mlp")
     if mode == "loss":
@@ -79,6 +113,28 @@ def build_model(
                 if spec is not None:
                     loss_penalties.append((variable, to_keras(spec)))
     return model, loss_penalties
+
+
+def layer_weights(model: keras.Model, plans: Sequence[LayerPlan]) -> list[dict[str, int]]:
+    """For each Dense layer of ``plans``, where its weights sit in ``model.weights`` (the
+    order of ``get_weights``), by name: ``kernel``, ``bias`` (unless ``plan.biased`` is
+    false), and with batch normalization
+    ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``. Every weight of the model
+    is in exactly one of them."""
+    index = {id(w): i for i, w in enumerate(model.weights)}
+    out = []
+    for plan in plans:
+        dense = model.get_layer(plan.name)
+        slots = {"kernel": index[id(dense.kernel)]}
+        if dense.bias is not None:
+            slots["bias"] = index[id(dense.bias)]
+        if plan.batchnorm is not None:
+            norm = model.get_layer(f"{plan.name}_bn")
+            slots.update({name: index[id(getattr(norm, name))]
+                          for name in LAYER_KINDS["batchnorm"].weights})  # fmt: skip
+        out.append(slots)
+    assert sorted(i for slots in out for i in slots.values()) == list(range(len(index)))
+    return out
 
 
 def _checked(plan: LayerPlan, slot: str, units: int, fan_in: int):
@@ -133,14 +189,16 @@ def total_penalty(model: keras.Model, x: np.ndarray, penalties: Penalties) -> fl
 def layer_outputs(
     model: keras.Model, plans: Sequence[LayerPlan], x: np.ndarray
 ) -> tuple[dict, dict]:
-    """On inputs ``x``: each hidden layer's output after its activation, and the tensor
-    each activity penalty sees (the Dense output, before the activation for ``pre``)."""
+    """On inputs ``x``: each hidden layer's output after its activation (before a
+    ``post`` batch normalization, noise and dropout), and the tensor each activity
+    penalty sees (the Dense output, before the activation for ``pre``)."""
     hidden = [p for p in plans if p.units is not None]
-    after = [f"{p.name}_act" if p.activity is not None and p.position == "pre" else p.name
-             for p in hidden]  # fmt: skip
-    seen = [p.name for p in hidden if p.activity is not None]
+    after = [f"{p.name}_act" if p.split else p.name for p in hidden]
+    seen = [p.name if p.position == "pre" else a
+            for p, a in zip(hidden, after, strict=True) if p.activity is not None]  # fmt: skip
     probe = keras.Model(model.input, [model.get_layer(n).output for n in after + seen])
     outputs = probe(x, training=False)  # one output comes back bare, not in a list
     values = [np.asarray(v) for v in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
     post = {p.name: v for p, v in zip(hidden, values[: len(hidden)], strict=True)}
-    return post, dict(zip(seen, values[len(hidden) :], strict=True))
+    names = [p.name for p in hidden if p.activity is not None]
+    return post, dict(zip(names, values[len(hidden) :], strict=True))

@@ -171,7 +171,9 @@ def prepare(cfg: DictConfig, plans: list[LayerPlan] | None = None, members: int 
 
     seed = int(cfg.seed)
     keras.utils.set_random_seed(seed)
-    model, loss_penalties = build_model(plans, data.n_features, data.n_classes, cfg.reg.mode)
+    model, loss_penalties = build_model(
+        plans, data.n_features, data.n_classes, cfg.reg.mode, seed=seed
+    )
     compile_model(model, cfg.optimizer, data.binary, loss_penalties)
     return Job(cfg, plans, data, model, loss_penalties, seed)
 

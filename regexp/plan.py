@@ -6,7 +6,7 @@ Dense layer, which is all the model builders (Keras and stacked) need to know.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -14,6 +14,7 @@ from pydantic import ConfigDict
 
 from regexp.checks import MAPPING, NAME, STRENGTH, Choice, Integer, Schema, parse
 from regexp.errors import ConfigError
+from regexp.layers import CONSTRAINTS, INPUT_KINDS, LAYER_KINDS, validate_constraint
 from regexp.regularizers import CODES, code_to_spec, kind_label, validate_spec
 
 ACTIVATIONS = (
@@ -36,19 +37,32 @@ class Model(Schema):
 
 class Slots(Schema):
     """What a hidden layer carries: a regularizer spec per slot (null for none; checked by
-    the regularizer catalogue), and where its activity penalty sits."""
+    the regularizer catalogue), where its activity penalty sits, its layer regularizers
+    and its kernel's constraint (checked by ``regexp.layers``' catalogues)."""
 
     kernel: Any = None
     bias: Any = None
     activity: Any = None
     position: Annotated[str, Choice(*POSITIONS)] = "post"
+    batchnorm: Any = None
+    noise: Any = None
+    dropout: Any = None
+    constraint: Any = None
 
 
 class OutputSlots(Schema):
-    """What the output layer carries: kernel and bias specs."""
+    """What the output layer carries: kernel and bias specs, its kernel's constraint."""
 
     kernel: Any = None
     bias: Any = None
+    constraint: Any = None
+
+
+class Inputs(Schema):
+    """What the input features carry: noise, then dropout."""
+
+    noise: Any = None
+    dropout: Any = None
 
 
 class Reg(Schema):
@@ -61,6 +75,7 @@ class Reg(Schema):
     lam: Annotated[float, STRENGTH]
     mode: Annotated[str, Choice(*MODES)] = "layers"
     codes: Any = None  # checked with the plan (B1's codes)
+    inputs: Annotated[Any, MAPPING.or_none()] = None
     hidden: Annotated[Any, MAPPING.or_none()] = None
     output: Annotated[Any, MAPPING.or_none()] = None
     layers: Annotated[Any, MAPPING.or_none()] = None
@@ -72,6 +87,12 @@ class LayerPlan:
 
     ``position`` says where the activity penalty sits: ``post`` on the activation's
     output, ``pre`` on the Dense output before the activation (source B5).
+
+    The layer regularizers of ``regexp.layers`` (``batchnorm``, ``noise``, ``dropout``)
+    and the kernel's ``constraint`` are their validated parameters, or None. A hidden
+    layer is: Dense -> [batchnorm pre] -> activation -> [batchnorm post] -> noise ->
+    dropout. ``inputs`` (the first layer's only) holds what the input features carry
+    before it: ``{"noise": {...}, "dropout": {...}}``.
     """
 
     name: str
@@ -81,12 +102,37 @@ class LayerPlan:
     bias: dict | None = None
     activity: dict | None = None
     position: str = "post"
+    batchnorm: dict | None = None
+    noise: dict | None = None
+    dropout: dict | None = None
+    constraint: dict | None = None
+    inputs: dict | None = None
 
     @property
     def shape(self) -> tuple:
-        """What fused members must share: everything but the penalties' strengths."""
+        """What fused members must share: everything but the penalties' strengths and the
+        layer regularizers' and constraints' values."""
         kinds = tuple(kind_label(getattr(self, slot)) for slot in PENALTY_SLOTS)
-        return (self.name, self.units, self.activation, self.position, *kinds)
+        extras = tuple(k for k in LAYER_KINDS if getattr(self, k) is not None)
+        norm = self.batchnorm["position"] if self.batchnorm else None
+        constraint = self.constraint["kind"] if self.constraint else None
+        inputs = tuple(k for k in INPUT_KINDS if k in (self.inputs or {}))
+        return (self.name, self.units, self.activation, self.position, *kinds, extras, norm,
+                constraint, inputs)  # fmt: skip
+
+    @property
+    def biased(self) -> bool:
+        """Whether the Dense layer has a bias: not before a ``pre`` batch normalization,
+        which subtracts it again (its ``beta`` takes the bias's place). Kept, the bias's
+        gradient would be rounding noise, which Adam scales up to full steps."""
+        return self.batchnorm is None or self.batchnorm["position"] != "pre"
+
+    @property
+    def split(self) -> bool:
+        """Whether the activation is a layer of its own (``<name>_act``) after the Dense
+        layer: when the activity penalty or batch normalization comes before it."""
+        pre_norm = self.batchnorm is not None and self.batchnorm["position"] == "pre"
+        return pre_norm or (self.activity is not None and self.position == "pre")
 
 
 def _per_layer(key: str, value: Any, depth: int) -> list:
@@ -112,13 +158,27 @@ def layer_index(key: str, raw: Any, depth: int) -> int:
 
 
 def _slots(key: str, value: Any, schema: type[Schema]) -> dict:
+    """The slots a mapping sets, each checked by its catalogue (layer regularizers and
+    constraints come back with their defaults filled in)."""
     if value is None:
         return {}
     slots = parse(schema, value, key)
-    for name in PENALTY_SLOTS:
-        if name in slots.model_fields_set:
-            validate_spec(f"{key}.{name}", getattr(slots, name))
-    return {name: getattr(slots, name) for name in slots.model_fields_set}
+    out = {}
+    for name in slots.model_fields_set:
+        spec, where = getattr(slots, name), f"{key}.{name}"
+        if name in PENALTY_SLOTS:
+            if isinstance(spec, dict) and spec.get("kind") in CONSTRAINTS:
+                raise ConfigError(
+                    where, spec, f"a regularizer spec; a constraint goes in {key}.constraint "
+                    "and constrains the kernel"
+                )  # fmt: skip
+            validate_spec(where, spec)
+        elif name in LAYER_KINDS:
+            spec = None if spec is None else LAYER_KINDS[name].validate(where, spec)
+        elif name == "constraint":
+            spec = validate_constraint(where, spec)
+        out[name] = spec
+    return out
 
 
 def layer_plan(cfg: DictConfig) -> list[LayerPlan]:
@@ -131,6 +191,7 @@ def layer_plan(cfg: DictConfig) -> list[LayerPlan]:
     activations = _per_layer("model.activation", model.activation, depth)
     mode = checked.mode
 
+    inputs = {k: v for k, v in _slots("reg.inputs", checked.inputs, Inputs).items() if v}
     hidden = _slots("reg.hidden", checked.hidden, Slots)
     output = _slots("reg.output", checked.output, OutputSlots)
     per_layer: dict[int, dict] = {}
@@ -150,12 +211,26 @@ def layer_plan(cfg: DictConfig) -> list[LayerPlan]:
                 bias=slots.get("bias"),
                 activity=slots.get("activity"),
                 position=slots.get("position") or "post",
+                **{k: slots.get(k) for k in (*LAYER_KINDS, "constraint")},
+                inputs=(inputs or None) if i == 1 else None,
             )
         )
-    plans.append(LayerPlan("out", None, None, output.get("kernel"), output.get("bias")))
+    plans.append(
+        LayerPlan("out", None, None, output.get("kernel"), output.get("bias"),
+                  constraint=output.get("constraint"))  # fmt: skip
+    )
 
     if checked.codes is not None:
         plans = _apply_codes(plans, checked.codes, checked.lam)
+    for i, p in enumerate(plans[:-1], start=1):
+        if p.bias is not None and not p.biased:
+            where = "reg.codes" if checked.codes is not None else (
+                f"reg.layers.{i}.bias" if "bias" in per_layer.get(i, {}) else "reg.hidden.bias"
+            )  # fmt: skip
+            raise ConfigError(
+                where, p.bias, f"null on layer {p.name}: before batchnorm position=pre a Dense "
+                "layer has no bias (the batch normalization's beta takes its place)"
+            )  # fmt: skip
     if mode == "loss":
         for p in plans:
             if p.activity is not None:
@@ -184,14 +259,6 @@ def _apply_codes(plans: list[LayerPlan], codes: Any, lam: float) -> list[LayerPl
             raise ConfigError(f"reg.codes[{i}]", code, "one of 1 (L1), 2 (L2), 12 (L1+L2), -1")
     padded = list(codes) + [-1] * (2 * len(plans) - len(codes))
     return [
-        LayerPlan(
-            p.name,
-            p.units,
-            p.activation,
-            kernel=code_to_spec(padded[2 * i], lam),
-            bias=code_to_spec(padded[2 * i + 1], lam),
-            activity=p.activity,
-            position=p.position,
-        )
+        replace(p, kernel=code_to_spec(padded[2 * i], lam), bias=code_to_spec(padded[2 * i + 1], lam))
         for i, p in enumerate(plans)
     ]

@@ -20,11 +20,13 @@ def write_tensorboard(run_dir: Path, history: pd.DataFrame, job) -> Path:
     the test split, from the weights the engine snapshot there (``Job.snapshots``)."""
     import tensorflow as tf
 
+    from regexp.model import layer_weights
     from regexp.network import StackedNetwork
 
     folder = run_dir / "tensorboard"
     names = [weight.path for weight in job.model.weights]  # the order of get_weights()
-    network = StackedNetwork([job.plans])
+    network = StackedNetwork([job.plans], [job.seed])
+    slots = layer_weights(job.model, job.plans)
     x_test = tf.constant(job.data.x_test[None])
     writer = tf.summary.create_file_writer(str(folder))
     with writer.as_default():
@@ -35,11 +37,10 @@ def write_tensorboard(run_dir: Path, history: pd.DataFrame, job) -> Path:
         for epoch, weights in job.snapshots:
             for name, values in zip(names, weights, strict=True):
                 tf.summary.histogram(f"weights/{name}", values, step=epoch)
-            kernels = [w[None] for w in weights[0::2]]
-            biases = [b[None] for b in weights[1::2]]
-            for plan, _, _, _, _, h in network.walk(x_test, kernels, biases):
-                if plan.units is not None:  # a hidden layer
-                    tf.summary.histogram(f"activations/{plan.name}", h[0], step=epoch)
+            stacked = [{name: weights[i][None] for name, i in at.items()} for at in slots]
+            for s in network.walk(x_test, stacked):
+                if s.layer.plan.units is not None:  # a hidden layer, after its activation
+                    tf.summary.histogram(f"activations/{s.layer.plan.name}", s.a[0], step=epoch)
     writer.close()
     return folder
 

@@ -23,7 +23,8 @@ def test_values_on_a_tiny_network_match_a_hand_computation():
     b1 = np.array([0.0, 0.5], "float32")
     k2 = np.array([[1.0], [-1.0]], "float32")
     b2 = np.array([0.3], "float32")
-    got = Diagnostics([plans], x[None])([k1[None], k2[None]], [b1[None], b2[None]])
+    weights = [{"kernel": k1[None], "bias": b1[None]}, {"kernel": k2[None], "bias": b2[None]}]
+    got = Diagnostics([plans], x[None])(weights)
     got = {name: float(v[0]) for name, v in got.items()}
 
     # by hand: h = relu(x @ k1 + b1)

@@ -149,8 +149,7 @@ def test_every_shipped_activation_is_the_same_in_keras_and_the_stacked_network(a
     model, _ = _build("model.depth=2", "model.width=4", f"model.activation={activation}")
     x = np.random.default_rng(1).normal(size=(5, 2)).astype("float32")
     dense = [model.get_layer(p.name) for p in plans]
-    logits, _ = StackedNetwork([plans]).forward(
-        x[None], [d.kernel[None] for d in dense], [d.bias[None] for d in dense]
-    )
+    weights = [{"kernel": d.kernel[None], "bias": d.bias[None]} for d in dense]
+    logits, _ = StackedNetwork([plans]).forward(x[None], weights)
     probs = keras.activations.sigmoid(logits[0])
     np.testing.assert_allclose(np.asarray(probs), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
