@@ -6,8 +6,8 @@ index (see ``regexp.plan``)::
 
     inputs: {dropout: {rate: 0.1}, noise: {stddev: 0.1}}
     hidden:
-      dropout: {rate: 0.2}                  # keep with probability 1 - rate, scale by 1 / (1 - rate)
-      noise: {stddev: 0.1}                  # add N(0, stddev^2)
+      dropout: {rate: 0.2}        # keep with probability 1 - rate, scaled by 1 / (1 - rate)
+      noise: {stddev: 0.1}        # add N(0, stddev^2)
       batchnorm: {momentum: 0.99, epsilon: 0.001, position: pre}
       constraint: {kind: max_norm, max_value: 3.0}
     output: {constraint: {kind: non_neg}}

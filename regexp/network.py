@@ -8,8 +8,9 @@ engine trains through it; the diagnostics of every engine measure through it (wi
 K = 1 for a single Keras model); TensorBoard draws activations through it.
 
 The weights are one mapping per Dense layer (``Weights``), each value stacked [K, ...]:
-``kernel``, ``bias`` (none before batch normalization ``pre``), and with batch normalization ``gamma``, ``beta``, ``moving_mean``,
-``moving_variance`` (``model.layer_weights`` says where each sits in a Keras model).
+``kernel``, ``bias`` (none before batch normalization ``pre``), and with batch
+normalization ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``
+(``model.layer_weights`` says where each sits in a Keras model).
 """
 
 from __future__ import annotations

@@ -216,8 +216,7 @@ def layer_plan(cfg: DictConfig) -> list[LayerPlan]:
             )
         )
     plans.append(
-        LayerPlan("out", None, None, output.get("kernel"), output.get("bias"),
-                  constraint=output.get("constraint"))  # fmt: skip
+        LayerPlan("out", None, None, **{k: output.get(k) for k in OutputSlots.model_fields})
     )
 
     if checked.codes is not None:
@@ -259,6 +258,8 @@ def _apply_codes(plans: list[LayerPlan], codes: Any, lam: float) -> list[LayerPl
             raise ConfigError(f"reg.codes[{i}]", code, "one of 1 (L1), 2 (L2), 12 (L1+L2), -1")
     padded = list(codes) + [-1] * (2 * len(plans) - len(codes))
     return [
-        replace(p, kernel=code_to_spec(padded[2 * i], lam), bias=code_to_spec(padded[2 * i + 1], lam))
+        replace(
+            p, kernel=code_to_spec(padded[2 * i], lam), bias=code_to_spec(padded[2 * i + 1], lam)
+        )
         for i, p in enumerate(plans)
     ]
