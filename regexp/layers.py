@@ -402,7 +402,7 @@ def validate_constraint(key: str, spec: Any) -> dict[str, Any] | None:
     if spec is None:
         return None
     kind = spec.get("kind") if isinstance(spec, Mapping) else None
-    if kind not in CONSTRAINTS:
+    if not isinstance(kind, str) or kind not in CONSTRAINTS:
         where, value = (f"{key}.kind", kind) if isinstance(spec, Mapping) else (key, spec)
         raise ConfigError(where, value, "one of " + ", ".join(CONSTRAINTS))
     return CONSTRAINTS[kind].validate(key, spec)

@@ -167,7 +167,7 @@ def _slots(key: str, value: Any, schema: type[Schema]) -> dict:
     for name in slots.model_fields_set:
         spec, where = getattr(slots, name), f"{key}.{name}"
         if name in PENALTY_SLOTS:
-            if isinstance(spec, dict) and spec.get("kind") in CONSTRAINTS:
+            if isinstance(spec, dict) and str(spec.get("kind")) in CONSTRAINTS:
                 raise ConfigError(
                     where, spec, f"a regularizer spec; a constraint goes in {key}.constraint "
                     "and constrains the kernel"
