@@ -187,7 +187,6 @@ class Dropout(LayerKind):
             u = uniform(seeds, step, where, positions(tf.shape(h)[1], tf.shape(h)[2]))
             return tf.where(u >= _member(rate, 3), h * _member(scale, 3), 0.0)
 
-        stage.rate = rate
         return stage
 
 
