@@ -155,11 +155,13 @@ def _labelled(group: Group, varying: list[str], among: list[str]) -> list[str]:
     into a spec directly (``reg.hidden.dropout.rate``) when it varies ``among`` the
     groups of one ``reg.name`` and no knob already names it."""
     recipe = json.loads(group.runs[0].recipe)
-    carried = set()
-    for plan in recipe["plans"]:
-        for slot in plan.values():
-            if isinstance(slot, dict):
-                carried |= {json.dumps(v) for v in slot.values() if not isinstance(v, dict)}
+    carried = {
+        json.dumps(v)
+        for plan in recipe["plans"]
+        for slot in plan.values()
+        if isinstance(slot, dict)
+        for v in flatten(slot).values()
+    }
     knobs = [
         k
         for k in varying
