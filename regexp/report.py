@@ -41,7 +41,8 @@ from regexp.keys import REPORT, covered, flatten
 
 METRICS_SHOWN = ("test_accuracy", "test_data_loss", "best_val_data_loss", "gap")
 COMPARED = ("test_accuracy", "test_data_loss")
-SETUP = ("dataset", "model", "optimizer", "trainer")  # a baseline must match these
+SETUP = ("dataset", "model", "optimizer", "trainer")  # a baseline matches these, or at least
+NETWORK = ("dataset", "model")  # these
 COMPLETE_KEYS = ("test_accuracy", "test_data_loss", "train_accuracy", "val_accuracy")
 
 
@@ -137,7 +138,11 @@ def group_runs(runs: list[Run]) -> list[Group]:
     )
     for g in result:
         namesakes = [h for h in result if h.config.get("reg.name") == g.config.get("reg.name")]
-        among = [k for k in varying if len({str(h.config.get(k)) for h in namesakes}) > 1]
+        among = [
+            k
+            for k in varying
+            if len({str(h.config.get(k)) for h in namesakes}) > 1 and g.config.get(k) is not None
+        ]
         parts = [str(g.config.get("reg.name", "?"))]
         parts += [f"{k}={g.config.get(k)}" for k in _labelled(g, varying, among)]
         g.label = " ".join(parts)
@@ -149,11 +154,11 @@ LOSS_KEYS = ("reg.mode", "reg.smoothing")
 
 
 def _labelled(group: Group, varying: list[str], among: list[str]) -> list[str]:
-    """The varying keys that tell this group apart: every key outside ``reg``, and the
-    ``reg`` keys its recipe uses. A knob (``reg.lam``, ``reg.dropout``, ...) is used when
+    """The varying keys that tell this group apart from the others of its ``reg.name``
+    (``among``: the keys that vary between them, where this group has a value), and the
+    ``reg`` knobs its recipe uses. A knob (``reg.lam``, ``reg.dropout``, ...) is used when
     a layer's spec carries its value (``reg=none`` ignores ``reg.lam``); a key written
-    into a spec directly (``reg.hidden.dropout.rate``) when it varies ``among`` the
-    groups of one ``reg.name`` and no knob already names it."""
+    into a spec directly (``reg.hidden.dropout.rate``) counts when no knob names it."""
     recipe = json.loads(group.runs[0].recipe)
     carried = {
         json.dumps(v)
@@ -176,7 +181,7 @@ def _labelled(group: Group, varying: list[str], among: list[str]) -> list[str]:
         and k in group.config
         and k in among
     ]
-    outside = [k for k in varying if not k.startswith("reg.")]
+    outside = [k for k in among if not k.startswith("reg.")]
     return sorted(outside + knobs + ([] if knobs else nested))
 
 
@@ -193,21 +198,26 @@ def summary(groups: list[Group]) -> pd.DataFrame:
 
 
 def find_baseline(group: Group, baselines: list[Group], key: str) -> Group | None:
-    """The baseline that agrees with ``group`` outside KEY's section, else the only one
-    with the same data, network and training; never one whose network differs."""
+    """The baseline that agrees with ``group`` outside KEY's section; else the only one
+    with the same data, network and training; else the only one with the same data and
+    network (a weight-decay or early-stopping arm differs from ``reg.name=none`` in its
+    optimizer or trainer: that is its treatment). Never one whose data or network differ."""
     section = key.split(".")[0] + "."
 
     def outside(g: Group) -> dict:
         return {k: v for k, v in g.config.items() if not k.startswith(section)}
 
-    def setup(g: Group) -> dict:  # what a fair comparison must share: data, network, training
-        return {k: v for k, v in g.config.items() if k.split(".")[0] in SETUP and k != key}
+    def shared(g: Group, sections: tuple[str, ...]) -> dict:
+        return {k: v for k, v in g.config.items() if k.split(".")[0] in sections and k != key}
 
     matching = [b for b in baselines if outside(b) == outside(group)]
     if matching:
         return matching[0]
-    same_setup = [b for b in baselines if setup(b) == setup(group)]
-    return same_setup[0] if len(same_setup) == 1 else None
+    for sections in (SETUP, NETWORK):
+        same = [b for b in baselines if shared(b, sections) == shared(group, sections)]
+        if len(same) == 1:
+            return same[0]
+    return None
 
 
 def compare(groups: list[Group], baseline: str) -> pd.DataFrame:

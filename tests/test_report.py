@@ -109,3 +109,44 @@ def test_comparison_verdict_rule(metric, diff, p, expected):
     from regexp.report import verdict
 
     assert verdict(metric, diff, p) == expected
+
+
+def _run(seed, reg, plans, **config):
+    from pathlib import Path
+
+    from regexp.report import Run
+
+    flat = {"seed": seed, "dataset.name": "digits", "model.width": 8, "optimizer.name": "adam",
+            "reg.name": reg, "reg.lam": 0.0, **config}  # fmt: skip
+    rest = {k: v for k, v in flat.items() if not k.startswith("reg.") and k != "seed"}
+    recipe = json.dumps({"rest": rest, "mode": "layers", "plans": plans}, sort_keys=True)
+    return Run(Path(f"/runs/{reg}{seed}"), flat, {}, pd.DataFrame(), recipe)
+
+
+def test_labels_name_what_tells_groups_apart_and_arms_find_their_baseline():
+    from regexp.report import compare, find_baseline, group_runs
+
+    runs = []
+    for seed in (0, 1):
+        runs.append(_run(seed, "none", [{"name": "h1"}]))
+        runs.append(_run(seed, "weight_decay", [{"name": "h1"}], **{
+            "optimizer.name": "adamw", "optimizer.weight_decay": 0.1}))  # fmt: skip
+        for rate in (0.2, 0.5):
+            runs.append(_run(seed, "dropout", [{"name": "h1", "dropout": {"rate": rate}}],
+                             **{"reg.dropout": rate}))  # fmt: skip
+        runs.append(_run(seed, "l1", [{"name": "h1", "activity": {"kind": "l1", "lam": 0.01}}],
+                         **{"reg.lam": 0.01}))  # fmt: skip
+    groups = {g.label: g for g in group_runs(runs)}
+    assert sorted(groups) == ["dropout reg.dropout=0.2", "dropout reg.dropout=0.5",
+                              "l1 reg.lam=0.01", "none", "weight_decay"]  # fmt: skip
+    bases = [groups["none"]]
+    # weight decay differs from none in its optimizer, its treatment: paired all the same
+    assert find_baseline(groups["weight_decay"], bases, "reg.name") is groups["none"]
+    other_data = _run(0, "x", [{"name": "h1"}], **{"dataset.name": "iris"})
+    (foreign,) = group_runs([other_data])
+    assert find_baseline(foreign, bases, "reg.name") is None  # never across data
+    for g in groups.values():
+        for r in g.runs:
+            r.metrics.update(test_accuracy=0.9, test_data_loss=0.1)
+    table = compare(list(groups.values()), "reg.name=none")
+    assert set(table["group"]) == set(groups) - {"none"}
