@@ -33,9 +33,6 @@ from regexp.diagnostics import for_model
 from regexp.fused import fit_members
 from regexp.progress import Epochs
 from regexp.training import (
-    COLUMNS,
-    SERIES,
-    SHOWN,
     BatchOrders,
     ChunkHistory,
     ChunkStops,
@@ -58,7 +55,7 @@ def fit_keras(jobs: Sequence[Job], lead: str = "") -> list[History]:
     epochs = int(trainer.epochs)
     diag, current = for_model(job)
     current = tf.function(current)
-    names = [*COLUMNS, *diag.names]
+    names = [*job.kind.columns, *diag.names]
     recorded: History = {name: [] for name in names}
     progress = Epochs(trainer, epochs, lead=lead)
     stops = ChunkStops(epochs, len(data.x_train))  # its milestones: every engine snapshots there
@@ -72,7 +69,7 @@ def fit_keras(jobs: Sequence[Job], lead: str = "") -> list[History]:
             model.stop_training = True
         elif stops.milestone(epoch + 1):
             job.snapshot(epoch + 1, model.get_weights)
-        progress.update(epoch + 1, logs["loss"], logs["val_loss"], logs["val_accuracy"])
+        progress.update(epoch + 1, {k: logs[k] for k in job.kind.shown})
 
     callbacks = [keras.callbacks.LambdaCallback(on_epoch_end=report)]
     spec = early_stopping(trainer)
@@ -131,7 +128,7 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
 
     model._symbolic_build(data_batch=(x[:bs], y[:bs]))  # what fit does before tracing
     diag, current = for_model(job)
-    names = [*COLUMNS, *diag.names]
+    names = [*job.kind.columns, *diag.names]
     history = ChunkHistory(names, stops.longest)
     buffers = history.variables
     spec = early_stopping(trainer)
@@ -139,7 +136,7 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
 
     def metrics_into(prefix: str, epoch) -> None:
         result = model.get_metrics_result()
-        for s in SERIES:
+        for s in job.kind.series:
             buffers[prefix + s][epoch].assign(tf.cast(result[s], tf.float32))
         for m in model.metrics:
             m.reset_state()
@@ -188,8 +185,7 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
         end = start + len(chunk["loss"])  # stop, or the epoch where early stopping ended it
         if stops.milestone(end):
             job.snapshot(end, model.get_weights)
-        last = {k: float(chunk[k][-1]) for k in SHOWN}
-        progress.update(end, last["loss"], last["val_loss"], last["val_accuracy"])
+        progress.update(end, {k: float(chunk[k][-1]) for k in job.kind.shown})
         return end if rule is not None and rule.stopped() else None
 
     done = train_in_chunks(train, stops, after_chunk)

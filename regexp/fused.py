@@ -6,7 +6,8 @@ makes it a separate run:
 - its split of the data (``dataset.split_seed``), of the same sizes as the others';
 - its initial weights: those its own Keras model drew under its seed;
 - its batch order: ``BatchOrders(n, seed, shuffle)``, as the compiled engine uses;
-- its learning rate and penalty strengths (``reg.lam`` or any strength in the recipe).
+- its learning rate and penalty strengths (``reg.lam`` or any strength in the recipe),
+  and its label smoothing (``reg.smoothing``).
 
 Every weight gets a leading member axis ([K, in, out]); a Dense layer becomes one batched
 matmul; each member's loss is its own data loss plus its own penalties, and the sum over
@@ -14,8 +15,9 @@ members is differentiated, so members never mix. The optimizer is Keras' update 
 applied to the stacked variables with a per-member learning rate
 (``optimizers.Stacked``). Per epoch the same
 numbers as ``model.fit`` are recorded for each member: the batch-size-weighted mean of
-the total loss, the per-sample mean data loss and accuracy, and the same on validation
-batches of ``trainer.batch_size``.
+the total loss, the per-sample mean data loss and the task's metrics (accuracy; MAE, and
+R² accumulated over the epoch as ``keras.metrics.R2Score`` does: ``regexp.tasks``), and
+the same on validation batches of ``trainer.batch_size``.
 
 Built-in penalties use their vectorized formula (``Kind.stacked``); a ``_target_``
 regularizer is applied to each member's slice in turn, which is exact but slower.
@@ -42,10 +44,8 @@ from regexp.config import early_stopping
 from regexp.diagnostics import Diagnostics
 from regexp.optimizers import OPTIMIZERS, Stacked
 from regexp.progress import Epochs
+from regexp.tasks import smoothing_of
 from regexp.training import (
-    COLUMNS,
-    SERIES,
-    SHOWN,
     BatchOrders,
     ChunkHistory,
     ChunkStops,
@@ -105,58 +105,67 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
     decays = [OPTIMIZERS[j.cfg.optimizer.name].hyper(j.cfg.optimizer)["weight_decay"] for j in jobs]
     decay = tf.constant(decays, tf.float32) if any(decays) else None
     optimizer = Stacked(first.cfg.optimizer, lr, trainable, decay)
-    binary = data.binary
     seeds = [j.seed for j in jobs]  # also the stacked network trained here:
     diag = Diagnostics([j.plans for j in jobs], xv, seeds, (n, bs))
+    task, kind = first.task, first.kind
+    outputs = int(y.shape[-1])
+    smooth = task.smoother([smoothing_of(j.cfg) for j in jobs], outputs)  # None: none smooths
+    sum_names = list(task.sum_shapes(outputs))
 
     def batch_numbers(xb, yb, training=False):
-        """Per member: batch total loss, and sums over the batch of data loss and hits."""
-        logits, activity = diag.forward(xb, weights, training, optimizer.iterations)
-        if binary:
-            per_sample = tf.reduce_mean(
-                tf.nn.sigmoid_cross_entropy_with_logits(labels=yb, logits=logits), axis=-1
-            )
-            hits = tf.cast(tf.equal(tf.sigmoid(logits) > 0.5, yb > 0.5), tf.float32)[..., 0]
-        else:
-            per_sample = tf.nn.softmax_cross_entropy_with_logits(labels=yb, logits=logits)
-            hits = tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(yb, -1)), tf.float32)
-        total = tf.reduce_mean(per_sample, axis=1) + diag.weight_penalty(weights) + activity
-        return total, tf.reduce_sum(per_sample, axis=1), tf.reduce_sum(hits, axis=1)
+        """Per member: the batch's total loss (with each member's smoothing), and the
+        task's sums over the batch (``Task.stacked_sums``: data loss, hits, ...)."""
+        out, activity = diag.forward(xb, weights, training, optimizer.iterations)
+        data_loss = task.stacked_loss(yb, out)  # on the true targets
+        fitted = data_loss if smooth is None else task.stacked_loss(smooth(yb), out)
+        total = tf.reduce_mean(fitted, axis=1) + diag.weight_penalty(weights) + activity
+        return total, task.stacked_sums(yb, out, data_loss)
 
-    names = [*COLUMNS, *diag.names]
+    names = [*kind.columns, *diag.names]
     history = ChunkHistory(names, stops.longest, (k,))
     buffers = history.variables
     rule = _stopping(jobs, variables)
 
     def epoch_body(order, epoch):
         """Epoch ``epoch`` of a chunk whose orders are ``order`` [epochs, K, n]."""
-        zeros = (tf.zeros([k]), tf.zeros([k]), tf.zeros([k]))
+        zeros = tuple(tf.zeros([k, *shape]) for shape in task.sum_shapes(outputs).values())
 
-        def train_batch(b, loss, data_loss, hits):
+        def train_batch(b, loss, sums):
             idx = order[epoch][:, b * bs : tf.minimum((b + 1) * bs, n)]
             xb, yb = tf.gather(x, idx, batch_dims=1), tf.gather(y, idx, batch_dims=1)
             size = tf.cast(tf.shape(idx)[1], tf.float32)
             with tf.GradientTape() as tape:
-                total, d, h = batch_numbers(xb, yb, training=True)
+                total, batch = batch_numbers(xb, yb, training=True)
                 objective = tf.reduce_sum(total)
             optimizer.apply(tape.gradient(objective, trainable), trainable)
             diag.constrain(weights)  # as Keras: after the update
-            return b + 1, loss + total * size, data_loss + d, hits + h
+            return (
+                b + 1,
+                loss + total * size,
+                tuple(a + s for a, s in zip(sums, batch, strict=True)),
+            )
 
-        def val_batch(b, loss, data_loss, hits):
+        def val_batch(b, loss, sums):
             xb, yb = xv[:, b * bs : (b + 1) * bs], yv[:, b * bs : (b + 1) * bs]
             size = tf.cast(tf.shape(xb)[1], tf.float32)
-            total, d, h = batch_numbers(xb, yb)
-            return b + 1, loss + total * size, data_loss + d, hits + h
+            total, batch = batch_numbers(xb, yb)
+            return (
+                b + 1,
+                loss + total * size,
+                tuple(a + s for a, s in zip(sums, batch, strict=True)),
+            )
 
         step = train_batch if rule is None else _frozen_when_stopped(train_batch, rule, variables)
         for prefix, body, count, steps in (
             ("", step, n, (n + bs - 1) // bs),
             ("val_", val_batch, nv, (nv + bs - 1) // bs),
         ):
-            _, *sums = tf.while_loop(lambda b, *_, s=steps: b < s, body, (tf.constant(0), *zeros))
-            for series, value in zip(SERIES, sums, strict=True):
-                buffers[prefix + series][epoch].assign(value / count)
+            start = (tf.constant(0), tf.zeros([k]), zeros)
+            _, loss, sums = tf.while_loop(lambda b, *_, s=steps: b < s, body, start)
+            sums = dict(zip(sum_names, sums, strict=True))
+            series = {"loss": loss / count, **task.stacked_series(sums, count)}
+            for name in kind.series:
+                buffers[prefix + name][epoch].assign(series[name])
         for name, value in diag(weights, optimizer.iterations).items():
             buffers[name][epoch].assign(value)
         if rule is not None:
@@ -183,12 +192,11 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
 
     def after_chunk(start: int, stop: int) -> int | None:
         end = start + len(history.last["loss"])  # stop, or the epoch the last member stopped
-        last = {s: history.last[s][-1] for s in SHOWN}
+        last = {s: history.last[s][-1] for s in kind.shown}
         finite = np.isfinite(last["loss"])
         if not finite.any():
             return end  # every member has diverged
-        means = {s: float(v[finite].mean()) for s, v in last.items()}
-        progress.update(end, means["loss"], means["val_loss"], means["val_accuracy"])
+        progress.update(end, {s: float(v[finite].mean()) for s, v in last.items()})
         # the same for every member: trainer is in the group key
         if first.wants_snapshots and stops.milestone(end):
             now = [v.numpy() for v in variables]

@@ -1,8 +1,9 @@
 """Build and compile the Keras model described by a layer plan.
 
 Input -> [noise, dropout on the inputs] -> hidden layers -> output Dense fitted to the
-task: one sigmoid unit with binary cross-entropy for two classes, softmax with
-categorical cross-entropy otherwise. A hidden layer is Dense -> [BatchNormalization
+task (``regexp.tasks``): one sigmoid unit with binary cross-entropy for two classes,
+softmax with categorical cross-entropy for more, one linear unit with mean squared error
+for regression. A hidden layer is Dense -> [BatchNormalization
 ``pre``] -> activation -> [BatchNormalization ``post``] -> [noise] -> [dropout], named
 ``h1``, ``h1_bn``, ``h1_act`` (when the activation is a layer of its own), ``h1_noise``,
 ``h1_dropout``; the inputs' are ``inputs_noise`` and ``inputs_dropout``. Noise and
@@ -29,6 +30,7 @@ from regexp.layers import INPUT_KINDS, LAYER_KINDS, constraint_to_keras, site
 from regexp.optimizers import OPTIMIZERS
 from regexp.plan import PENALTY_SLOTS, LayerPlan
 from regexp.regularizers import to_keras
+from regexp.tasks import Task
 
 Penalties = list[tuple[keras.Variable, keras.regularizers.Regularizer]]
 
@@ -55,13 +57,14 @@ def penalty_of(penalties: Penalties):
 def build_model(
     plans: Sequence[LayerPlan],
     n_features: int,
-    n_classes: int,
+    output: tuple[int, str],
     mode: str = "layers",
     seed: int = 0,
 ) -> tuple[keras.Model, Penalties]:
     """Return the model and, in ``loss`` mode, the penalties the loss function must add.
 
-    ``seed`` keys the random numbers of the noise and dropout layers."""
+    ``output`` is the output layer's units and activation (``Task.output``); ``seed``
+    keys the random numbers of the noise and dropout layers."""
     inputs = keras.Input(shape=(n_features,), name="x")
     h = inputs
     for kind in INPUT_KINDS:
@@ -72,8 +75,7 @@ def build_model(
     dense_layers = []
     for number, plan in enumerate(plans, start=1):
         is_output = plan.units is None
-        units = (1 if n_classes == 2 else n_classes) if is_output else plan.units
-        activation = ("sigmoid" if n_classes == 2 else "softmax") if is_output else plan.activation
+        units, activation = output if is_output else (plan.units, plan.activation)
         regs = {slot: _checked(plan, slot, units, h.shape[-1]) for slot in PENALTY_SLOTS}
         # the activity penalty goes on the Dense layer, unless it is on the activation's
         # output and that is a layer of its own
@@ -156,23 +158,15 @@ def _checked(plan: LayerPlan, slot: str, units: int, fan_in: int):
     return regularizer
 
 
-def compile_model(model: keras.Model, optimizer_cfg, binary: bool, penalties: Penalties) -> None:
-    """Compile with the data loss, plus ``accuracy`` and ``data_loss`` (no penalty) metrics."""
-    if binary:
-        data_loss = keras.losses.BinaryCrossentropy()
-        metrics = [
-            keras.metrics.BinaryAccuracy(name="accuracy"),
-            keras.metrics.BinaryCrossentropy(name="data_loss"),
-        ]
-    else:
-        data_loss = keras.losses.CategoricalCrossentropy()
-        metrics = [
-            keras.metrics.CategoricalAccuracy(name="accuracy"),
-            keras.metrics.CategoricalCrossentropy(name="data_loss"),
-        ]
+def compile_model(
+    model: keras.Model, optimizer_cfg, task: Task, penalties: Penalties, smoothing: float = 0.0
+) -> None:
+    """Compile with the task's loss (label-smoothed by ``smoothing``) and its metrics:
+    ``data_loss`` (no penalty, no smoothing), and ``accuracy`` or ``mae`` and ``r2``."""
+    data_loss = task.keras_loss(smoothing)
     loss = PenalizedLoss(data_loss, penalties) if penalties else data_loss
     optimizer = OPTIMIZERS[optimizer_cfg.name].keras(optimizer_cfg)
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    model.compile(optimizer=optimizer, loss=loss, metrics=task.keras_metrics())
 
 
 def total_penalty(model: keras.Model, x: np.ndarray, penalties: Penalties) -> float:

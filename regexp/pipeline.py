@@ -32,7 +32,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from regexp import data as datasets
-from regexp import metrics, plots, rundir
+from regexp import plots, rundir, tasks
 from regexp.backend import import_keras, threads
 from regexp.config import check_memory, validate
 from regexp.diagnostics import is_diagnostic
@@ -171,10 +171,11 @@ def prepare(cfg: DictConfig, plans: list[LayerPlan] | None = None, members: int 
 
     seed = int(cfg.seed)
     keras.utils.set_random_seed(seed)
+    task = tasks.of(data)  # its output layer, loss and metrics, smoothed by reg.smoothing
     model, loss_penalties = build_model(
-        plans, data.n_features, data.n_classes, cfg.reg.mode, seed=seed
+        plans, data.n_features, task.output(data.n_classes), cfg.reg.mode, seed=seed
     )
-    compile_model(model, cfg.optimizer, data.binary, loss_penalties)
+    compile_model(model, cfg.optimizer, task, loss_penalties, tasks.smoothing_of(cfg))
     return Job(cfg, plans, data, model, loss_penalties, seed)
 
 
@@ -293,25 +294,26 @@ def write(
     for split in SPLITS:
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         p = np.asarray(model(x, training=False))
-        loss = metrics.data_loss(y, p)
+        scores = job.task.final(y, p)  # accuracy and data_loss; or r2, mae and data_loss
         penalty = total_penalty(model, x, job.loss_penalties)
         final[split] = {
-            "accuracy": metrics.accuracy(y, p),
-            "data_loss": loss,
+            **scores,
             "penalty": penalty,
-            "total_loss": loss + penalty,
+            "total_loss": scores["data_loss"] + penalty,
             "n": len(x),
         }
 
     plots.curves(frame, run_dir / "loss.png", "loss", f"{title}: loss")
-    plots.curves(frame, run_dir / "accuracy.png", "accuracy", f"{title}: accuracy")
+    for series in job.kind.curves:  # accuracy.png; mae.png and r2.png
+        plots.curves(frame, run_dir / f"{series}.png", series, f"{title}: {series}")
     post, acts = layer_outputs(model, job.plans, data.x_test)
     rundir.write_activations(run_dir, post)
     if acts:
         plots.activations(acts, run_dir / "activations.png", f"{title}: activations on test")
-    if data.n_features == 2:
+    if data.n_features == 2:  # coloured by class, or by the target's value
+        colour = data.labels if job.kind is tasks.CLASSIFICATION else np.ravel
         x_all = np.concatenate([data.x_train, data.x_test])
-        y_all = np.concatenate([data.labels(data.y_train), data.labels(data.y_test)])
+        y_all = np.concatenate([colour(data.y_train), colour(data.y_test)])
         plots.scatter(x_all, y_all, run_dir / "data.png", f"{data.name} (train + test)")
 
     result = {
@@ -335,8 +337,7 @@ def write(
     if job.stopped_epoch is not None:
         log.info("%s: early stopping ended training after epoch %d (best epoch %d)",
                  title, job.stopped_epoch, job.best_epoch)  # fmt: skip
-    log.info(
-        "%s: test accuracy %.4f, test data loss %.4f (%s)",
-        title, result["test_accuracy"], result["test_data_loss"], run_dir,
-    )  # fmt: skip
+    scores = ", ".join(f"test {name.replace('_', ' ')} {result[f'test_{name}']:.4f}"
+                       for name in job.kind.scores)  # fmt: skip
+    log.info("%s: %s (%s)", title, scores, run_dir)
     return result

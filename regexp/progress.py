@@ -3,7 +3,8 @@
 For a run: ``epoch 120/200  loss 0.4123  val_loss 0.4511  ETA 0:00:03``; in a sweep, led
 by ``jobs 10/50 done, 10 running |``. Shown only when standard error is a terminal and
 ``trainer.quiet`` is false; otherwise, and always in the run's log file, progress is a
-log line every tenth of the epochs.
+log line every tenth of the epochs, with the task's primary metric too
+(``val_accuracy 0.8123``, ``val_r2 0.4012``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 
 log = logging.getLogger("regexp.engines")
 
@@ -52,8 +54,10 @@ class Epochs:
         self.lead = lead
         self.start = time.perf_counter()
 
-    def update(self, epoch: int, loss: float, val_loss: float, val_accuracy: float) -> None:
-        """After ``epoch`` epochs (1-based) with these (mean, for a group) numbers."""
+    def update(self, epoch: int, numbers: Mapping[str, float]) -> None:
+        """After ``epoch`` epochs (1-based) with these (mean, for a group) numbers:
+        ``loss``, ``val_loss`` and the task's primary metric (``val_accuracy``, ``val_r2``)."""
+        loss, val_loss = numbers["loss"], numbers["val_loss"]
         who = f"  ({self.members} runs)" if self.members > 1 else ""
         if self.live:
             spent = time.perf_counter() - self.start
@@ -67,15 +71,8 @@ class Epochs:
             return
         every = max(1, math.ceil(self.epochs / 10))
         if epoch % every == 0 or epoch == self.epochs:
-            log.info(
-                "epoch %d/%d  loss %.4f  val_loss %.4f  val_accuracy %.4f%s",
-                epoch,
-                self.epochs,
-                loss,
-                val_loss,
-                val_accuracy,
-                who,
-            )
+            shown = "  ".join(f"{name} {float(value):.4f}" for name, value in numbers.items())
+            log.info("epoch %d/%d  %s%s", epoch, self.epochs, shown, who)
 
     def close(self) -> None:
         if self.live:

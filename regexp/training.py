@@ -3,9 +3,10 @@ orders, training in chunks (with a chunk's history buffers), early stopping in t
 (``Stopping``), and how a history ends (completed, diverged, interrupted).
 
 An engine trains a list of jobs (one, or a fused group) and returns one history per
-job: each per-epoch series (``loss``, ``data_loss``, ``accuracy``, their ``val_`` twins,
-and the diagnostics) as a list with one float per epoch. ``loss`` includes the
-penalties; ``data_loss`` does not.
+job: each per-epoch series of its task (``loss``, ``data_loss`` and ``accuracy``, or
+``mae`` and ``r2`` for regression: ``Job.kind.series``), their ``val_`` twins, and the
+diagnostics, as a list with one float per epoch. ``loss`` includes the penalties and
+label smoothing; ``data_loss`` does not.
 
 Importing this module does not import TensorFlow.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from regexp import tasks
 from regexp.config import ORDER_BUDGET, EarlyStopping
 
 if TYPE_CHECKING:
@@ -29,9 +31,6 @@ if TYPE_CHECKING:
     from regexp.plan import LayerPlan
 
 History = dict[str, list[float]]
-SERIES = ("loss", "data_loss", "accuracy")
-SHOWN = ("loss", "val_loss", "val_accuracy")  # what progress shows
-COLUMNS = tuple(f"{p}{s}" for p in ("", "val_") for s in SERIES)  # every engine's history
 
 
 @dataclass
@@ -53,6 +52,16 @@ class Job:
     # best by the rule (None: no early stopping)
     stopped_epoch: int | None = None
     best_epoch: int | None = None
+
+    @property
+    def task(self) -> tasks.Task:
+        """What its data asks: the output layer, loss and metrics (``regexp.tasks``)."""
+        return tasks.of(self.data)
+
+    @property
+    def kind(self) -> tasks.Kind:
+        """What its history records (``kind.series``, ``kind.columns``) and shows."""
+        return self.task.kind
 
     @property
     def wants_snapshots(self) -> bool:

@@ -7,13 +7,15 @@ import pytest
 from regexp.custom_regularizers import L3, KLSparsity
 from regexp.model import build_model, compile_model
 from regexp.plan import layer_plan
+from regexp.tasks import TASKS
 from tests.conftest import make_cfg
 
 
 def _build(*overrides, n_features=2, n_classes=2, mode=None):
     cfg = make_cfg(*overrides)
     keras.utils.set_random_seed(0)
-    return build_model(layer_plan(cfg), n_features, n_classes, mode or cfg.reg.mode)
+    task = TASKS["binary" if n_classes == 2 else "multiclass"]
+    return build_model(layer_plan(cfg), n_features, task.output(n_classes), mode or cfg.reg.mode)
 
 
 def _cfg(reg):
@@ -91,7 +93,7 @@ def test_loss_mode_gives_the_same_total_loss_as_keras_regularizers():
     loss_model.set_weights(weights)
     layer_model.set_weights(weights)
     for m, p in ((loss_model, penalties), (layer_model, [])):
-        compile_model(m, make_cfg().optimizer, binary=True, penalties=p)
+        compile_model(m, make_cfg().optimizer, TASKS["binary"], penalties=p)
     rng = np.random.default_rng(1)
     x = rng.normal(size=(20, 2)).astype("float32")
     y = (rng.uniform(size=(20, 1)) > 0.5).astype("float32")
