@@ -3,7 +3,8 @@
 - ``show RUN``: the config keys that differ from the defaults, the final metrics, the files.
 - ``compare RUN_A RUN_B``: the config keys that differ, and each metric's change.
 - ``ls [FOLDER]``: runs under FOLDER (default ``outputs/``), newest first, with status and
-  test accuracy.
+  the test number of the task's primary metric: accuracy (``test_acc``), and for
+  regression runs R² (``test_r2``, a column of its own when any run has one).
 """
 
 from __future__ import annotations
@@ -104,22 +105,28 @@ def ls(folder: str = "outputs") -> str:
     if not runs:
         raise UserError(f"no runs under {folder}; expected folders made by `regexp run`")
     runs.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    rows = [("when", "status", "test_acc", "run")]
-    for run in runs:
-        m = _metrics(run)
+    records = {run: _metrics(run) for run in runs}
+    shown = {"test_acc": "test_accuracy"}  # column: the metrics.json key it shows
+    if any("test_r2" in m for m in records.values()):
+        shown["test_r2"] = "test_r2"
+    rows = [("when", "status", *shown, "run")]
+    for run, m in records.items():
         when = datetime.fromtimestamp(run.stat().st_mtime)
-        acc = m.get("test_accuracy")
+        numbers = [m.get(key) for key in shown.values()]
         rows.append(
             (
                 f"{when:%Y-%m-%d %H:%M}",
                 str(m.get("status", "?")).split(" ")[0],
-                "-" if acc is None else f"{acc:.4f}",
+                *("-" if v is None else f"{v:.4f}" for v in numbers),
                 str(run),
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "".join(
-        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}\n" for r in rows
+        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  "
+        + "".join(f"{v:>{w}}  " for v, w in zip(r[2:-1], widths[2:], strict=True))
+        + f"{r[-1]}\n"
+        for r in rows
     )
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from regexp.tasks import direction
+
 PNG = {"compress_level": 1}  # fast to write; a few KB larger
 _figures: dict[tuple, tuple] = {}
 _scatters: dict[str, Path] = {}
@@ -37,7 +39,8 @@ def _curves_figure(metric: str) -> tuple:
     lines = [ax.plot([], [], c=c, ls=ls, label=label)[0] for c, ls, label in styles]
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.legend(loc="upper right" if metric == "loss" else "lower right")
+    rising = direction(metric) == "max"  # accuracy, r2: the legend out of their way
+    ax.legend(loc="lower right" if rising else "upper right")
     return fig, ax, lines
 
 
@@ -229,16 +232,27 @@ def kl_mean_vs_rho(groups, out: Path) -> None:
 
 
 def report_figures(groups, out: Path) -> list[tuple[str, str, object]]:
-    """The figures a report of these groups can show: (file name, caption, draw)."""
+    """The figures a report of these groups can show: (file name, caption, draw).
+
+    Each group's task kind (``group.kind``) says which metric leads (accuracy; R²) and
+    which curves it has beside the losses (accuracy; mae and r2)."""
     lams = {g.config.get("reg.lam") for g in groups if g.config.get("reg.lam")}
+    kinds = {g.kind: [h for h in groups if h.kind == g.kind] for g in groups}  # in order
     figures = []
     if len(lams) > 1:
-        for metric in ("test_accuracy", "test_data_loss"):
+        metrics = dict.fromkeys(
+            m for kind in kinds for m in (f"test_{kind.primary}", "test_data_loss")
+        )
+        for metric in metrics:
             figures.append(
                 (
                     f"lambda_{metric}.png",
                     f"{metric} against reg.lam, 95 % band",
-                    lambda m=metric: metric_vs_lambda(groups, m, out / f"lambda_{m}.png"),
+                    lambda m=metric: metric_vs_lambda(
+                        [g for g in groups if m in g.kind.of_split("test")],
+                        m,
+                        out / f"lambda_{m}.png",
+                    ),
                 )
             )
     figures.append(
@@ -250,15 +264,17 @@ def report_figures(groups, out: Path) -> list[tuple[str, str, object]]:
             ),
         )
     )
-    figures.append(
-        (
-            "accuracy_curves.png",
-            "accuracy per epoch: train solid, validation dashed",
-            lambda: curve_bands(
-                groups, ("accuracy", "val_accuracy"), out / "accuracy_curves.png", "accuracy"
-            ),
-        )
-    )
+    for kind, of_kind in kinds.items():
+        for series in kind.curves:  # accuracy; mae and r2
+            figures.append(
+                (
+                    f"{series}_curves.png",
+                    f"{series} per epoch: train solid, validation dashed",
+                    lambda s=series, gs=of_kind: curve_bands(
+                        gs, (s, f"val_{s}"), out / f"{s}_curves.png", s
+                    ),
+                )
+            )
     if any(_npz(r) for g in groups for r in g.runs):
         figures.append(
             (

@@ -5,13 +5,14 @@ so ``reg.lam`` counts only where something uses it) and the rest of the resolved
 minus what only tells runs of one recipe apart: the seed, the split seed, names and
 citations, the engine and thread count. A (seed, split) repeated within a group counts
 once.
-Per group: n, and the mean with a 95 % t interval of test accuracy, test data loss,
-best validation data loss and train-validation accuracy gap; the mean epoch of the best
-validation data loss. With ``--baseline KEY=VALUE``, every other group is compared with
-the baseline group that agrees with it outside KEY's section (``reg`` for
-``reg.name=none``), paired by (seed, split seed): mean difference with a 95 % t
-interval, paired t-test and Wilcoxon p-values, Cohen's d_z, and Holm-adjusted p-values
-across the report's comparisons.
+Per group: n, and the mean with a 95 % t interval of the test numbers of its task
+(``Kind.scores``: accuracy and data loss; R², MAE and data loss for regression), the
+best validation data loss and the train-validation gap of the primary metric (accuracy;
+R²); the mean epoch of the best validation data loss. With ``--baseline KEY=VALUE``,
+every other group is compared with the baseline group that agrees with it outside KEY's
+section (``reg`` for ``reg.name=none``), paired by (seed, split seed): mean difference
+with a 95 % t interval, paired t-test and Wilcoxon p-values, Cohen's d_z, and
+Holm-adjusted p-values across the report's comparisons of each test number.
 
 Writes ``report.md``, ``report.html`` (self-contained: images embedded) and
 ``report.csv`` (plus ``comparisons.csv``) into ``--out``, or ``<PATH>/report`` for a
@@ -35,15 +36,28 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from regexp import rundir, stats
+from regexp import rundir, stats, tasks
 from regexp.errors import UserError
 from regexp.keys import REPORT, covered, flatten
 
-METRICS_SHOWN = ("test_accuracy", "test_data_loss", "best_val_data_loss", "gap")
-COMPARED = ("test_accuracy", "test_data_loss")
 SETUP = ("dataset", "model", "optimizer", "trainer")  # a baseline matches these, or at least
 NETWORK = ("dataset", "model")  # these
-COMPLETE_KEYS = ("test_accuracy", "test_data_loss", "train_accuracy", "val_accuracy")
+
+
+def compared(kind: tasks.Kind) -> tuple[str, ...]:
+    """The numbers groups are compared on: ``test_accuracy``, ``test_data_loss``; or
+    ``test_r2``, ``test_mae``, ``test_data_loss``."""
+    return kind.of_split("test")
+
+
+def shown(kind: tasks.Kind) -> tuple[str, ...]:
+    """The numbers of a group's row, each with its 95 % interval."""
+    return (*compared(kind), "best_val_data_loss", "gap")
+
+
+def complete_keys(kind: tasks.Kind) -> tuple[str, ...]:
+    """What a completed run's ``metrics.json`` must hold for its row."""
+    return (*compared(kind), f"train_{kind.primary}", f"val_{kind.primary}")
 
 
 @dataclass
@@ -60,6 +74,14 @@ class Run:
         return rundir.read_activations(self.path)
 
     @property
+    def kind(self) -> tasks.Kind:
+        """Its task's kind: its config's ``dataset.task``, else the one its data summary
+        records; classification when neither says."""
+        data = self.metrics.get("data")
+        recorded = data.get("task") if isinstance(data, dict) else None
+        return tasks.kind_named(self.config.get("dataset.task") or recorded)
+
+    @property
     def pair_key(self) -> tuple:
         return self.config.get("seed"), self.config.get("dataset.split_seed")
 
@@ -69,8 +91,9 @@ class Run:
             return float(self.history["val_data_loss"].min())
         if name == "best_epoch":
             return float(self.history.loc[self.history["val_data_loss"].idxmin(), "epoch"])
-        if name == "gap":
-            return float(self.metrics["train_accuracy"] - self.metrics["val_accuracy"])
+        if name == "gap":  # of the primary metric: accuracy, R²
+            primary = self.kind.primary
+            return float(self.metrics[f"train_{primary}"] - self.metrics[f"val_{primary}"])
         return float(self.metrics[name])
 
 
@@ -79,6 +102,10 @@ class Group:
     config: dict[str, Any]
     runs: list[Run] = field(default_factory=list)
     label: str = ""
+
+    @property
+    def kind(self) -> tasks.Kind:
+        return self.runs[0].kind  # one dataset config, so one task
 
     def values(self, name: str) -> np.ndarray:
         return np.array([r.value(name) for r in self.runs])
@@ -107,14 +134,17 @@ def load_run(path: Path) -> Run:
     except Exception as e:  # a partial or hand-edited config
         raise UserError(f"{path / rundir.CONFIG}: not a whole run config ({e})") from None
     rest = {k: v for k, v in config.items() if not covered(k, (*REPORT, "reg"))}
-    recipe = json.dumps({"rest": rest, "mode": cfg.reg.mode, "plans": plans}, sort_keys=True)
+    trains = {"rest": rest, "mode": cfg.reg.mode, "plans": plans,
+              "smoothing": float(cfg.reg.get("smoothing") or 0.0)}  # fmt: skip
+    recipe = json.dumps(trains, sort_keys=True)
     metrics = rundir.read_metrics(path)
     if metrics is None:
         raise UserError(f"{path / rundir.METRICS}: not a readable record (damaged or cut short)")
-    lacking = [k for k in COMPLETE_KEYS if k not in metrics]
+    run = Run(path, config, metrics, rundir.read_history(path), recipe)
+    lacking = [k for k in complete_keys(run.kind) if k not in metrics]
     if metrics.get("status") == "completed" and lacking:
         raise UserError(f"{path / rundir.METRICS}: says completed but lacks {lacking[0]!r}")
-    return Run(path, config, metrics, rundir.read_history(path), recipe)
+    return run
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
@@ -172,7 +202,7 @@ def _labelled(group: Group, varying: list[str], among: list[str]) -> list[str]:
         for k in varying
         if k.startswith("reg.")
         and k.count(".") == 1
-        and (k in LOSS_KEYS or json.dumps(group.config.get(k)) in carried)
+        and ((k in LOSS_KEYS and k in group.config) or json.dumps(group.config.get(k)) in carried)
     ]
     nested = [
         k
@@ -189,7 +219,7 @@ def summary(groups: list[Group]) -> pd.DataFrame:
     rows = []
     for g in groups:
         row: dict[str, Any] = {"group": g.label, "n": len(g.runs)}
-        for name in METRICS_SHOWN:
+        for name in shown(g.kind):
             mean, low, high = stats.mean_ci(g.values(name))
             row.update({name: mean, f"{name}_ci_low": low, f"{name}_ci_high": high})
         row["best_epoch"] = float(np.mean(g.values("best_epoch")))
@@ -239,7 +269,7 @@ def compare(groups: list[Group], baseline: str) -> pd.DataFrame:
         mine = {r.pair_key: r for r in g.runs}
         theirs = {r.pair_key: r for r in base.runs}
         common = sorted(set(mine) & set(theirs), key=str)
-        for name in COMPARED:
+        for name in compared(g.kind):
             a = [mine[k].value(name) for k in common]
             b = [theirs[k].value(name) for k in common]
             p = stats.paired(a, b)
@@ -259,7 +289,7 @@ def compare(groups: list[Group], baseline: str) -> pd.DataFrame:
             )
     table = pd.DataFrame(rows)
     if not table.empty:
-        for name in COMPARED:
+        for name in table["metric"].unique():
             rows_of = table["metric"] == name
             table.loc[rows_of, "p_t_holm"] = stats.holm(table.loc[rows_of, "p_t"])
             table.loc[rows_of, "p_wilcoxon_holm"] = stats.holm(table.loc[rows_of, "p_wilcoxon"])
@@ -270,22 +300,33 @@ def compare(groups: list[Group], baseline: str) -> pd.DataFrame:
     return table
 
 
-# +1 where a larger value is better
-DIRECTION = {"test_accuracy": +1, "test_data_loss": -1}
 ALPHA = 0.05
-VERDICT_RULE = (
-    f"verdict: *better* or *worse* when the Holm-adjusted paired t-test gives p < {ALPHA} "
-    "(so its 95 % interval excludes 0) and the mean difference lies on the "
-    "metric's good or bad side (higher accuracy, lower loss); *no clear difference* "
-    "otherwise."
-)
+
+
+def verdict_rule(kinds) -> str:
+    """The verdict rule, naming the good side of the metrics of these task kinds: higher
+    accuracy (and R²), lower loss (and MAE)."""
+    metrics = [m for kind in kinds for m in kind.scores if m != "data_loss"]
+    higher = " and ".join(dict.fromkeys(m for m in metrics if tasks.direction(m) == "max"))
+    lower = " and ".join(dict.fromkeys(m for m in metrics if tasks.direction(m) == "min"))
+    return (
+        f"verdict: *better* or *worse* when the Holm-adjusted paired t-test gives p < {ALPHA} "
+        "(so its 95 % interval excludes 0) and the mean difference lies on the "
+        f"metric's good or bad side (higher {higher}, lower {lower + ' and ' if lower else ''}"
+        "loss); *no clear difference* otherwise."
+    )
+
+
+VERDICT_RULE = verdict_rule([tasks.CLASSIFICATION])
 
 
 def verdict(metric: str, mean_diff: float, p_holm: float) -> str:
-    """The comparison's verdict under ``VERDICT_RULE``."""
+    """The comparison's verdict under ``VERDICT_RULE``: the good side of a metric is its
+    ``tasks.direction`` (higher accuracy and R², lower losses and MAE)."""
     if not p_holm < ALPHA or mean_diff == 0:
         return "no clear difference"
-    return "better" if mean_diff * DIRECTION[metric] > 0 else "worse"
+    better = mean_diff > 0 if tasks.direction(metric) == "max" else mean_diff < 0
+    return "better" if better else "worse"
 
 
 # --- documents -----------------------------------------------------------------
@@ -381,10 +422,11 @@ def build(paths: list[str], out: Path, baseline: str | None = None) -> Document:
     doc = Document(f"regexp report: {len(runs)} runs in {len(groups)} groups", out)
     table = summary(groups)
     table.to_csv(out / "report.csv", index=False)
+    gaps = "; ".join(f"final train {p} - validation {p}"
+                     for p in dict.fromkeys(g.kind.primary for g in groups))  # fmt: skip
     doc.text(
         "Mean and 95 % t interval across the runs of each group (seeds and splits). "
-        "gap = final train accuracy - validation accuracy. best_epoch = mean epoch of "
-        "the lowest validation data loss."
+        f"gap = {gaps}. best_epoch = mean epoch of the lowest validation data loss."
     )
     doc.table(table)
     if failed:
@@ -410,7 +452,7 @@ def build(paths: list[str], out: Path, baseline: str | None = None) -> Document:
             "mean_diff = group - baseline over runs with the same seed and split; "
             "p-values from the paired t-test and the Wilcoxon signed-rank test, Holm-"
             "adjusted across the rows of each metric; d_z = mean_diff / sd of the "
-            "differences. " + VERDICT_RULE
+            "differences. " + verdict_rule(dict.fromkeys(g.kind for g in groups))
         )
         doc.table(comparison)
     doc.heading("Figures")

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from regexp.errors import UserError
 from regexp.keys import HASH, fingerprint
+from regexp.tasks import KINDS
 
 METRICS = "metrics.json"
 CONFIG = "config.yaml"
@@ -208,13 +209,10 @@ def read_config(run_dir: Path) -> DictConfig:
     return cfg
 
 
-HISTORY_COLUMNS = ("epoch", "loss", "data_loss", "accuracy", "val_loss", "val_data_loss",
-                   "val_accuracy")  # fmt: skip
-
-
 def read_history(run_dir: Path):
     """``history.csv`` as a table; a ``UserError`` naming the file if it is missing, not
-    CSV, or lacks one of the columns every engine writes."""
+    CSV, or lacks one of the columns every engine writes for a task (``epoch`` and
+    ``Kind.columns``: accuracy for classification, mae and r2 for regression)."""
     import pandas as pd
 
     path = Path(run_dir) / HISTORY
@@ -223,9 +221,10 @@ def read_history(run_dir: Path):
     except Exception as e:  # missing, empty or not CSV
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: cannot read the run's history ({first})") from None
-    missing = [c for c in HISTORY_COLUMNS if c not in frame.columns]
-    if missing:
-        raise UserError(f"{path}: the history lacks the column {missing[0]!r}")
+    lacking = [[c for c in ("epoch", *kind.columns) if c not in frame.columns]
+               for kind in KINDS.values()]  # fmt: skip
+    if all(lacking):  # not a whole history of any task: name what the closest one lacks
+        raise UserError(f"{path}: the history lacks the column {min(lacking, key=len)[0]!r}")
     return frame
 
 

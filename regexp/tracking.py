@@ -2,7 +2,8 @@
 
 Both are called by ``finish`` with the history it writes (and TensorBoard with the weight
 snapshots every engine keeps), so every engine, and every member of a fused group, is
-recorded the same way.
+recorded the same way. Metric names are the history's columns (``val_accuracy``; for
+regression ``val_mae``, ``val_r2``) and, in MLflow, ``final_`` + ``metrics.json``'s keys.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from regexp.tasks import KINDS
 
 
 def write_tensorboard(run_dir: Path, history: pd.DataFrame, job) -> Path:
@@ -84,14 +87,9 @@ def log_mlflow(run_dir: Path, cfg, history: pd.DataFrame, result: dict) -> str:
             if isinstance(v, (int, float)) and not isinstance(v, bool)
         }
         mlflow.log_metrics(finals)
-        for name in (
-            "config.yaml",
-            "metrics.json",
-            "loss.png",
-            "accuracy.png",
-            "activations.png",
-            "data.png",
-        ):
+        curves = [f"{c}.png" for kind in KINDS.values() for c in kind.curves]  # accuracy, mae, r2
+        for name in ("config.yaml", "metrics.json", "loss.png", *curves, "activations.png",
+                     "data.png"):  # fmt: skip
             if (run_dir / name).is_file():
                 mlflow.log_artifact(str(run_dir / name))
         return run.info.run_id
