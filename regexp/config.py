@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from regexp import data
+from regexp import data, tasks
 from regexp.checks import (
     BOOL,
     MAPPING,
@@ -129,6 +129,7 @@ def validate(cfg: DictConfig) -> Checked:
     parse(Top, rest, "", what="the config")
     shape = data.validate(top["dataset"])
     plans = layer_plan(cfg)
+    tasks.check(top["dataset"].get("task"), top["reg"].get("smoothing"))
     opt = top["optimizer"]
     name = Choice(*OPTIMIZERS)("optimizer.name", opt.get("name") if isinstance(opt, dict) else opt)
     OPTIMIZERS[name].validate(opt)

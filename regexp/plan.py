@@ -12,7 +12,16 @@ from typing import Annotated, Any
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ConfigDict
 
-from regexp.checks import MAPPING, NAME, STRENGTH, Choice, Integer, Schema, parse
+from regexp.checks import (
+    MAPPING,
+    NAME,
+    STRENGTH,
+    UNIT_INTERVAL,
+    Choice,
+    Integer,
+    Schema,
+    parse,
+)
 from regexp.errors import ConfigError
 from regexp.layers import CONSTRAINTS, INPUT_KINDS, LAYER_KINDS, validate_constraint
 from regexp.regularizers import CODES, code_to_spec, kind_label, validate_spec
@@ -79,6 +88,8 @@ class Reg(Schema):
     hidden: Annotated[Any, MAPPING.or_none()] = None
     output: Annotated[Any, MAPPING.or_none()] = None
     layers: Annotated[Any, MAPPING.or_none()] = None
+    # label smoothing of the cross-entropy, as Keras' label_smoothing (regexp.tasks)
+    smoothing: Annotated[float, UNIT_INTERVAL] = 0.0
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ SERIES = ["loss", "data_loss", "accuracy", "val_loss", "val_data_loss", "val_acc
 
 
 def _history(engine, *overrides):
+    """The history's series of the job's task (``SERIES`` for classification)."""
     job = prepare(make_cfg(*overrides, f"trainer.engine={engine}"))
-    return pd.DataFrame(ENGINES[engine]([job])[0])[SERIES]
+    return pd.DataFrame(ENGINES[engine]([job])[0])[list(job.kind.columns)]
 
 
 def _max_rel(a: pd.DataFrame, b: pd.DataFrame) -> float:
@@ -52,15 +53,16 @@ MEMBERS = [
 def _members_match_their_compiled_runs(
     base: list[str], members: list[list[str]], every_column: bool = False
 ) -> list:
-    """Fuse ``base`` + each member's overrides in one group; each member's history (its
-    series, or ``every_column`` with the diagnostics) must equal its own compiled run to
-    1e-4 relative. Returns the fused histories."""
+    """Fuse ``base`` + each member's overrides in one group; each member's history (the
+    series of its task, or ``every_column`` with the diagnostics) must equal its own
+    compiled run to 1e-4 relative. Returns the fused histories."""
     jobs = [prepare(make_cfg(*base, *m)) for m in members]
     assert len({group_key(plan(j.cfg, "-", fused=True)) for j in jobs}) == 1
     fused = fit_members(jobs)
     for member, history in zip(members, fused, strict=True):
-        alone = pd.DataFrame(ENGINES["compiled"]([prepare(make_cfg(*base, *member))])[0])
-        columns = list(alone.columns) if every_column else SERIES
+        job = prepare(make_cfg(*base, *member))
+        alone = pd.DataFrame(ENGINES["compiled"]([job])[0])
+        columns = list(alone.columns) if every_column else list(job.kind.columns)
         assert _max_rel(pd.DataFrame(history)[columns], alone[columns]) < 1e-4, member
     return fused
 
