@@ -76,7 +76,7 @@ def _regression(cfg) -> Dataset:
     y = x @ np.array([[1.0], [-0.5], [0.3], [0.0]]) + 0.4 * rng.normal(size=(100, 1))
     y = ((y - y.mean()) / y.std()).astype("float32")
     return Dataset("synthetic", x[:60], y[:60], x[60:80], y[60:80], x[80:], y[80:], 0, False,
-                   task="regression")  # fmt: skip
+                   class_names=["y"], task="regression")  # fmt: skip  # TEMP: summary()
 
 
 REGRESSION = ["model.depth=2", "model.width=16", "optimizer.lr=0.01", "trainer.epochs=4"]
@@ -183,3 +183,78 @@ def test_smoothing_is_refused_for_regression_in_one_line():
         cfg.dataset.task = "regression"
     with pytest.raises(ConfigError, match="reg.smoothing"):
         validate(cfg)
+
+
+# --- a regression run's records: metrics.json, figures, report, ls ------------------
+
+
+@pytest.fixture(scope="module")
+def regression_runs(tmp_path_factory):
+    """Run folders of reg=none and reg=l2_kernel at seeds (and splits) 0, 1, 2, each
+    recipe trained as one fused group; with each run's test predictions."""
+    from regexp import pipeline
+    from regexp.fused import fit_members
+    from regexp.plan import layer_plan
+
+    out, predictions = tmp_path_factory.mktemp("regression"), {}
+    for reg in ("none", "l2_kernel"):
+        cfgs = [make_cfg(*REGRESSION, f"reg={reg}", "reg.lam=0.01", f"seed={s}",
+                         f"dataset.split_seed={s}") for s in (0, 1, 2)]  # fmt: skip
+        for cfg in cfgs:
+            with open_dict(cfg):
+                cfg.dataset.task = "regression"
+        jobs = [pipeline.build_job(cfg, layer_plan(cfg), _regression(cfg)) for cfg in cfgs]
+        for s, (job, history) in enumerate(zip(jobs, fit_members(jobs), strict=True)):
+            folder = out / f"{reg}_{s}"
+            rundir.write_config(folder, job.cfg)
+            pipeline.write(job, history, 1.0, folder, [], {"engine": "fused", "group_size": 3})
+            predictions[folder.name] = job.data.y_test, np.asarray(job.model(job.data.x_test))
+    return out, predictions
+
+
+def test_a_regression_run_records_r2_mae_and_mse_everywhere(regression_runs):
+    out, predictions = regression_runs
+    for name, (y, p) in predictions.items():
+        m = rundir.read_metrics(out / name)
+        assert m["status"] == "completed" and "test_accuracy" not in m
+        assert m["test_r2"] == pytest.approx(metrics.r2(y, p), rel=1e-6)
+        assert m["test_mae"] == pytest.approx(metrics.mae(y, p), rel=1e-6)
+        assert m["test_data_loss"] == pytest.approx(metrics.mse(y, p), rel=1e-6)
+        assert m["test_total_loss"] == pytest.approx(m["test_data_loss"] + m["test_penalty"])
+        history = rundir.read_history(out / name)
+        last = history.iloc[-1]  # the engine's last validation pass saw the final weights
+        for series in ("data_loss", "mae", "r2"):
+            assert last[f"val_{series}"] == pytest.approx(m[f"val_{series}"], rel=1e-4), series
+        assert {"loss.png", "mae.png", "r2.png"} <= {f.name for f in (out / name).iterdir()}
+        assert not (out / name / "accuracy.png").exists()
+    assert metrics.r2(*predictions["l2_kernel_0"]) > 0.3  # the runs really fit
+
+
+def test_the_report_gives_regression_groups_r2_mae_and_loss_with_intervals(regression_runs,
+                                                                          tmp_path):  # fmt: skip
+    from scipy import stats
+
+    from regexp.inspect_runs import ls
+    from regexp.report import build
+
+    out, _ = regression_runs
+    build([str(out)], tmp_path, baseline="reg.name=none")
+    table = pd.read_csv(tmp_path / "report.csv").set_index("group")
+    assert "test_accuracy" not in table.columns
+    assert list(table.index) == ["l2_kernel", "none"]
+    row = table.loc["l2_kernel"]
+    runs = [rundir.read_metrics(out / f"l2_kernel_{s}") for s in (0, 1, 2)]
+    r2 = np.array([m["test_r2"] for m in runs])
+    half = stats.t.ppf(0.975, 2) * r2.std(ddof=1) / np.sqrt(3)
+    assert row["test_r2"] == pytest.approx(r2.mean())
+    assert row["test_r2_ci_high"] == pytest.approx(r2.mean() + half)
+    assert row["test_mae"] == pytest.approx(np.mean([m["test_mae"] for m in runs]))
+    assert row["gap"] == pytest.approx(np.mean([m["train_r2"] - m["val_r2"] for m in runs]))
+    comparisons = pd.read_csv(tmp_path / "comparisons.csv")
+    assert list(comparisons["metric"]) == ["test_r2", "test_mae", "test_data_loss"]
+    assert set(comparisons["verdict"]) <= {"better", "worse", "no clear difference"}
+    assert (tmp_path / "r2_curves.png").is_file() and (tmp_path / "mae_curves.png").is_file()
+    assert "higher r2, lower mae and loss" in (tmp_path / "report.md").read_text()
+    listing = ls(str(out))
+    assert listing.splitlines()[0].split() == ["when", "status", "test_acc", "test_r2", "run"]
+    assert f"{runs[0]['test_r2']:.4f}" in listing
