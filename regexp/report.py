@@ -1,10 +1,10 @@
 """``regexp report PATH...``: runs aggregated into tables, plots and statistics.
 
 Runs are grouped by recipe: the penalties each layer actually carries (the layer plan,
-so ``reg.lam`` counts only where something uses it) and the rest of the resolved config,
-minus what only tells runs of one recipe apart: the seed, the split seed, names and
-citations, the engine and thread count. A (seed, split) repeated within a group counts
-once.
+so ``reg.lam`` counts only where something uses it), the label smoothing, and the rest
+of the resolved config, minus what only tells runs of one recipe apart: the seed, the
+split seed, names and citations, the engine and thread count. A (seed, split) repeated
+within a group counts once.
 Per group: n, and the mean with a 95 % t interval of the test numbers of its task
 (``Kind.scores``: accuracy and data loss; R², MAE and data loss for regression), the
 best validation data loss and the train-validation gap of the primary metric (accuracy;
@@ -66,7 +66,7 @@ class Run:
     config: dict[str, Any]  # flattened: {"reg.lam": 0.01, ...}
     metrics: dict[str, Any]
     history: pd.DataFrame
-    recipe: str  # what trains: the layer plan and everything outside reg
+    recipe: str  # what trains: the layer plan, the smoothing and everything outside reg
 
     @functools.cached_property
     def activations(self) -> dict[str, np.ndarray]:

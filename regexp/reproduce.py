@@ -257,9 +257,10 @@ STUDY = ["arm", "n", "test_accuracy", "lo", "hi", "diff", "diff_lo", "diff_hi", 
 
 
 def study_section(doc, study: str, arms: list[str], seeds: int, where: dict, out: Path):
-    """A study's section: each arm's mean test accuracy and its paired difference from
-    the arm without a regularizer, with 95 % intervals and Holm-adjusted p-values; no
-    verdict. Also written to ``study_<name>.csv``."""
+    """A study's section: each arm's mean test accuracy (R² for a regression study: the
+    task's primary metric) and its paired difference from the arm without a
+    regularizer, with 95 % intervals and Holm-adjusted p-values; no verdict. Also
+    written to ``study_<name>.csv``."""
     from regexp import plots, stats
     from regexp.report import Group, load_run
 
@@ -269,24 +270,27 @@ def study_section(doc, study: str, arms: list[str], seeds: int, where: dict, out
     if len(bases) != 1:
         raise UserError(f"study {study}: needs exactly one arm with reg.name=none, has {bases}")
     base = groups[bases[0]]
+    score = f"test_{base.kind.primary}"  # test_accuracy; test_r2
     rows = []
     for arm, g in groups.items():
-        mean, lo, hi = stats.mean_ci(g.values("test_accuracy"))
-        row = {"arm": arm, "n": len(g.runs), "test_accuracy": mean, "lo": lo, "hi": hi}
+        mean, lo, hi = stats.mean_ci(g.values(score))
+        row = {"arm": arm, "n": len(g.runs), score: mean, "lo": lo, "hi": hi}
         if g is not base:
-            d = stats.paired(g.values("test_accuracy"), base.values("test_accuracy"))
+            d = stats.paired(g.values(score), base.values(score))
             loss = stats.paired(g.values("test_data_loss"), base.values("test_data_loss"))
             row.update(diff=d.mean_diff, diff_lo=d.low, diff_hi=d.high, p_t=d.p_t,
                        data_loss_diff=loss.mean_diff, data_loss_lo=loss.low,
                        data_loss_hi=loss.high)  # fmt: skip
         rows.append(row)
-    table = pd.DataFrame(rows).reindex(columns=STUDY)
+    table = pd.DataFrame(rows).reindex(columns=[score if c == "test_accuracy" else c
+                                                for c in STUDY])  # fmt: skip
     table["p_t_holm"] = stats.holm(table["p_t"])
     table.to_csv(out / f"study_{study}.csv", index=False)
     doc.heading(f"Study {study}: no published claim")
     doc.text(
         f"{len(arms)} arms over {seeds} seeds, each seed with its own split. diff = arm - "
-        f"{bases[0]} in test accuracy, paired by seed, with its 95 % t interval and the "
+        f"{bases[0]} in {score.replace('_', ' ')}, paired by seed, with its 95 % t interval "
+        "and the "
         "Holm-adjusted paired t p-value across the arms; data_loss_diff likewise for the "
         "test data loss. Effects and intervals only: there is no claim to give a verdict on."
     )

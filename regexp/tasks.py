@@ -335,8 +335,8 @@ TASKS: dict[str, Task] = {task.name: task for task in (Binary(), Multiclass(), R
 
 
 def of(data) -> Task:
-    """The task of a loaded dataset: its ``task`` (classification when it has none) and,
-    for classification, its number of classes."""
-    if getattr(data, "task", CLASSIFICATION.name) == REGRESSION.name:
+    """The task of a loaded dataset: its ``task`` and, for classification, its number of
+    classes."""
+    if data.task == REGRESSION.name:
         return TASKS["regression"]
     return TASKS["binary" if data.n_classes == 2 else "multiclass"]

@@ -4,7 +4,6 @@ every engine and every record, against NumPy, scikit-learn and Keras' own metric
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import open_dict
 
 from regexp import metrics, rundir, tasks
 from regexp.config import validate
@@ -12,13 +11,9 @@ from regexp.data import Dataset
 from regexp.engines import ENGINES
 from regexp.errors import ConfigError, UserError
 from regexp.model import total_penalty
+from regexp.pipeline import prepare
 from tests.conftest import make_cfg
-from tests.test_engines import (
-    _history,
-    _max_rel,
-    _members_match_their_compiled_runs,
-    _prepare,
-)
+from tests.test_engines import _history, _max_rel, _members_match_their_compiled_runs
 
 # --- the NumPy formulas of metrics.json --------------------------------------------
 
@@ -45,7 +40,8 @@ def test_regression_metrics_are_their_formulas_and_keras_r2_accumulated_over_bat
 
 
 def test_the_task_follows_the_data_and_names_what_is_recorded():
-    data = _regression(make_cfg())
+    x, y = np.zeros((4, 2), "float32"), np.zeros((4, 1), "float32")
+    data = Dataset("hand-made", x, y, x, y, x, y, 0, False, task="regression")
     assert tasks.of(data).name == "regression" and tasks.of(data).output(0) == (1, "linear")
     columns = ("loss", "data_loss", "mae", "r2", "val_loss", "val_data_loss", "val_mae", "val_r2")
     assert tasks.REGRESSION.columns == columns
@@ -68,24 +64,14 @@ def test_a_regression_history_reads_and_a_partial_one_names_its_missing_column(t
 # --- regression in every engine ---------------------------------------------------
 
 
-def _regression(cfg) -> Dataset:
-    """A hand-built regression dataset, drawn under ``dataset.split_seed``: 4 Gaussian
-    features, a linear target with noise, standardised; float32 [n, 1] targets."""
-    rng = np.random.default_rng(int(cfg.dataset.split_seed))
-    x = rng.normal(size=(100, 4)).astype("float32")
-    y = x @ np.array([[1.0], [-0.5], [0.3], [0.0]]) + 0.4 * rng.normal(size=(100, 1))
-    y = ((y - y.mean()) / y.std()).astype("float32")
-    return Dataset("synthetic", x[:60], y[:60], x[60:80], y[60:80], x[80:], y[80:], 0, False,
-                   class_names=["y"], task="regression")  # fmt: skip  # TEMP: summary()
-
-
-REGRESSION = ["model.depth=2", "model.width=16", "optimizer.lr=0.01", "trainer.epochs=4"]
+REGRESSION = ["dataset=regression", "model.depth=2", "model.width=16", "optimizer.lr=0.01",
+              "trainer.epochs=4"]  # fmt: skip
 
 
 def test_regression_compiled_matches_model_fit():
     overrides = [*REGRESSION, "reg=l2_kernel", "reg.lam=0.01", "trainer.shuffle=false"]
-    fit = _history("keras", *overrides, data=_regression)
-    compiled = _history("compiled", *overrides, data=_regression)
+    fit = _history("keras", *overrides)
+    compiled = _history("compiled", *overrides)
     assert list(fit.columns) == list(tasks.REGRESSION.columns)
     assert _max_rel(compiled, fit) < 1e-4
     assert (fit["r2"].diff().iloc[1:] > 0).all() and fit["val_r2"].iloc[-1] > 0.2  # it learns
@@ -95,7 +81,7 @@ def test_regression_compiled_matches_model_fit():
 def test_regression_fused_members_match_their_compiled_runs():
     members = [["seed=0"], ["seed=1", "reg.lam=0.03", "dataset.split_seed=1", "optimizer.lr=0.02"]]
     fused = _members_match_their_compiled_runs([*REGRESSION, "reg=l2_kernel", "reg.lam=0.01"],
-                                               members, data=_regression)  # fmt: skip
+                                               members)  # fmt: skip
     assert fused[0]["val_r2"] != fused[1]["val_r2"]
 
 
@@ -115,7 +101,7 @@ def test_label_smoothing_compiled_matches_model_fit_and_loss_adds_its_part(task)
     overrides = [*CLASSES[task], *SMALL, "reg=l2_kernel", "reg.lam=0.01", f"+reg.smoothing={s}",
                  "trainer.shuffle=false"]  # fmt: skip
     fit = _history("keras", *overrides)
-    job = _prepare(make_cfg(*overrides, "trainer.engine=compiled"))
+    job = prepare(make_cfg(*overrides, "trainer.engine=compiled"))
     compiled = pd.DataFrame(ENGINES["compiled"]([job])[0])[list(fit.columns)]
     assert _max_rel(compiled, fit) < 1e-4
     x, y = job.data.x_val, job.data.y_val
@@ -171,18 +157,17 @@ def test_smoothing_out_of_range_is_refused_in_one_line(value, capsys):
     assert out.count("\n") == 1 and "reg.smoothing" in out and "[0, 1)" in out
 
 
-def test_smoothing_is_refused_for_regression_in_one_line():
-    cfg = make_cfg("+reg.smoothing=0.1")
-    tasks.check("classification", 0.1)  # classification takes it
-    tasks.check("regression", 0.0)  # regression without it
+def test_smoothing_is_refused_for_regression_in_one_line(capsys):
+    from regexp.cli import main
+
+    validate(make_cfg("dataset=regression"))  # regression without smoothing
+    validate(make_cfg("reg=label_smoothing"))  # classification with it
     with pytest.raises(ConfigError) as err:
-        tasks.check("regression", cfg.reg.smoothing)
-    assert err.value.key == "reg.smoothing" and "dataset.task=regression" in str(err.value)
-    assert "\n" not in str(err.value)
-    with open_dict(cfg):
-        cfg.dataset.task = "regression"
-    with pytest.raises(ConfigError, match="reg.smoothing"):
-        validate(cfg)
+        validate(make_cfg("dataset=regression", "reg=label_smoothing"))
+    assert err.value.key == "reg.smoothing" and "dataset.task=regression" in err.value.accepted
+    assert main(["check", "dataset=diabetes", "+reg.smoothing=0.05"]) == 2
+    out = capsys.readouterr().err
+    assert out.count("\n") == 1 and "reg.smoothing=0.05" in out and "regression" in out
 
 
 # --- a regression run's records: metrics.json, figures, report, ls ------------------
@@ -190,46 +175,36 @@ def test_smoothing_is_refused_for_regression_in_one_line():
 
 @pytest.fixture(scope="module")
 def regression_runs(tmp_path_factory):
-    """Run folders of reg=none and reg=l2_kernel at seeds (and splits) 0, 1, 2, each
-    recipe trained as one fused group; with each run's test predictions."""
-    from regexp import pipeline
-    from regexp.fused import fit_members
-    from regexp.plan import layer_plan
+    """A sweep on dataset=regression: reg=none and reg=l2_kernel at seeds 0, 1, 2, each
+    recipe trained as one fused group."""
+    from regexp.cli import main
 
-    out, predictions = tmp_path_factory.mktemp("regression"), {}
-    for reg in ("none", "l2_kernel"):
-        cfgs = [make_cfg(*REGRESSION, f"reg={reg}", "reg.lam=0.01", f"seed={s}",
-                         f"dataset.split_seed={s}") for s in (0, 1, 2)]  # fmt: skip
-        for cfg in cfgs:
-            with open_dict(cfg):
-                cfg.dataset.task = "regression"
-        jobs = [pipeline.build_job(cfg, layer_plan(cfg), _regression(cfg)) for cfg in cfgs]
-        for s, (job, history) in enumerate(zip(jobs, fit_members(jobs), strict=True)):
-            folder = out / f"{reg}_{s}"
-            rundir.write_config(folder, job.cfg)
-            pipeline.write(job, history, 1.0, folder, [], {"engine": "fused", "group_size": 3})
-            predictions[folder.name] = job.data.y_test, np.asarray(job.model(job.data.x_test))
-    return out, predictions
+    out = tmp_path_factory.mktemp("regression")
+    assert main(["run", "-m", *REGRESSION, "reg=none,l2_kernel", "reg.lam=0.01",
+                 "seed=0,1,2", f"hydra.sweep.dir={out}"]) == 0  # fmt: skip
+    return out
 
 
+@pytest.mark.xdist_group("regression_runs")  # one sweep for both tests (--dist loadgroup)
 def test_a_regression_run_records_r2_mae_and_mse_everywhere(regression_runs):
-    out, predictions = regression_runs
-    for name, (y, p) in predictions.items():
-        m = rundir.read_metrics(out / name)
-        assert m["status"] == "completed" and "test_accuracy" not in m
-        assert m["test_r2"] == pytest.approx(metrics.r2(y, p), rel=1e-6)
-        assert m["test_mae"] == pytest.approx(metrics.mae(y, p), rel=1e-6)
-        assert m["test_data_loss"] == pytest.approx(metrics.mse(y, p), rel=1e-6)
+    """metrics.json's validation numbers (NumPy, final weights) equal the engine's last
+    validation pass (accumulated over batches as Keras' metrics do)."""
+    folders = sorted(p.parent for p in regression_runs.glob("*/metrics.json"))
+    assert len(folders) == 6
+    for folder in folders:
+        m = rundir.read_metrics(folder)
+        assert m["status"] == "completed" and m["engine"] == "fused" and m["group_size"] == 3
+        assert "test_accuracy" not in m and {"test_r2", "test_mae", "test_data_loss"} <= set(m)
         assert m["test_total_loss"] == pytest.approx(m["test_data_loss"] + m["test_penalty"])
-        history = rundir.read_history(out / name)
-        last = history.iloc[-1]  # the engine's last validation pass saw the final weights
+        last = rundir.read_history(folder).iloc[-1]
         for series in ("data_loss", "mae", "r2"):
             assert last[f"val_{series}"] == pytest.approx(m[f"val_{series}"], rel=1e-4), series
-        assert {"loss.png", "mae.png", "r2.png"} <= {f.name for f in (out / name).iterdir()}
-        assert not (out / name / "accuracy.png").exists()
-    assert metrics.r2(*predictions["l2_kernel_0"]) > 0.3  # the runs really fit
+        assert {"loss.png", "mae.png", "r2.png"} <= {f.name for f in folder.iterdir()}
+        assert not (folder / "accuracy.png").exists()
+        assert m["test_r2"] > 0.3  # the runs really fit
 
 
+@pytest.mark.xdist_group("regression_runs")
 def test_the_report_gives_regression_groups_r2_mae_and_loss_with_intervals(regression_runs,
                                                                           tmp_path):  # fmt: skip
     from scipy import stats
@@ -237,13 +212,11 @@ def test_the_report_gives_regression_groups_r2_mae_and_loss_with_intervals(regre
     from regexp.inspect_runs import ls
     from regexp.report import build
 
-    out, _ = regression_runs
-    build([str(out)], tmp_path, baseline="reg.name=none")
+    build([str(regression_runs)], tmp_path, baseline="reg.name=none")
     table = pd.read_csv(tmp_path / "report.csv").set_index("group")
-    assert "test_accuracy" not in table.columns
-    assert list(table.index) == ["l2_kernel", "none"]
+    assert list(table.index) == ["l2_kernel", "none"] and "test_accuracy" not in table.columns
     row = table.loc["l2_kernel"]
-    runs = [rundir.read_metrics(out / f"l2_kernel_{s}") for s in (0, 1, 2)]
+    runs = [rundir.read_metrics(p.parent) for p in regression_runs.glob("*_l2_kernel/metrics.json")]
     r2 = np.array([m["test_r2"] for m in runs])
     half = stats.t.ppf(0.975, 2) * r2.std(ddof=1) / np.sqrt(3)
     assert row["test_r2"] == pytest.approx(r2.mean())
@@ -255,6 +228,6 @@ def test_the_report_gives_regression_groups_r2_mae_and_loss_with_intervals(regre
     assert set(comparisons["verdict"]) <= {"better", "worse", "no clear difference"}
     assert (tmp_path / "r2_curves.png").is_file() and (tmp_path / "mae_curves.png").is_file()
     assert "higher r2, lower mae and loss" in (tmp_path / "report.md").read_text()
-    listing = ls(str(out))
+    listing = ls(str(regression_runs))
     assert listing.splitlines()[0].split() == ["when", "status", "test_acc", "test_r2", "run"]
     assert f"{runs[0]['test_r2']:.4f}" in listing
