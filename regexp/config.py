@@ -51,16 +51,13 @@ class Top(Schema):
     resume: Annotated[str | None, TEXT.or_none()] = None
 
 
-# The history series early stopping may watch, with the direction that is better (Keras'
-# EarlyStopping mode), and the task that records each one; every one has its val_ twin.
-MONITORED = {
-    "loss": ("min", None),
-    "data_loss": ("min", None),
-    "accuracy": ("max", "classification"),
-    "mae": ("min", "regression"),
-    "r2": ("max", "regression"),
-}
-MONITORS = tuple(f"{p}{s}" for p in ("", "val_") for s in MONITORED)
+# The history series early stopping may watch: those of every task (``tasks.KINDS``),
+# each with its val_ twin; a dataset's task records its own (``_check_monitor``).
+MONITORS = tuple(
+    f"{p}{s}"
+    for p in ("", "val_")
+    for s in dict.fromkeys(s for kind in tasks.KINDS.values() for s in kind.series)
+)
 
 
 class EarlyStopping(Schema):
@@ -74,8 +71,8 @@ class EarlyStopping(Schema):
 
     @property
     def mode(self) -> str:
-        """``max`` for accuracy and r2, ``min`` otherwise."""
-        return MONITORED[self.monitor.removeprefix("val_")][0]
+        """``max`` for accuracy and r2, ``min`` otherwise (``tasks.direction``)."""
+        return tasks.direction(self.monitor)
 
 
 def early_stopping(trainer) -> EarlyStopping | None:
@@ -154,13 +151,11 @@ def validate(cfg: DictConfig) -> Checked:
 
 def _check_monitor(monitor: str, dataset: dict) -> None:
     """Early stopping watches a series the dataset's task records."""
-    task = dataset.get("task", "classification")
-    needs = MONITORED[monitor.removeprefix("val_")][1]
-    if needs is not None and needs != task:
-        recorded = [m for m in MONITORS if MONITORED[m.removeprefix("val_")][1] in (None, task)]
+    kind = tasks.kind_named(dataset.get("task"))
+    if monitor not in kind.columns:
         raise ConfigError(
             "trainer.early_stopping.monitor", monitor,
-            f"a series dataset.task={task} records: one of {', '.join(recorded)}",
+            f"a series dataset.task={kind.name} records: one of {', '.join(kind.columns)}",
         )  # fmt: skip
 
 
