@@ -214,8 +214,9 @@ def test_the_keras_model_has_the_layers_in_order():
                    "+reg.layers.2={batchnorm: {position: post, momentum: 0.5}}",
                    "+reg.output.constraint={kind: max_norm}")  # fmt: skip
     from regexp.model import build_model
+    from regexp.tasks import TASKS
 
-    model, _ = build_model(layer_plan(cfg), 2, 2, seed=7)
+    model, _ = build_model(layer_plan(cfg), 2, TASKS["binary"].output(2), seed=7)
     names = [layer.name for layer in model.layers]
     assert names == ["x", "inputs_noise", "h1", "h1_bn", "h1_act", "h1_dropout", "h2", "h2_bn",
                      "out"]  # fmt: skip
