@@ -38,7 +38,7 @@ from omegaconf import OmegaConf
 
 from regexp import rundir, stats, tasks
 from regexp.errors import UserError
-from regexp.keys import REPORT, covered, flatten
+from regexp.keys import LATER, REPORT, covered, flatten
 
 SETUP = ("dataset", "model", "optimizer", "trainer")  # a baseline matches these, or at least
 NETWORK = ("dataset", "model")  # these
@@ -202,7 +202,10 @@ def _labelled(group: Group, varying: list[str], among: list[str]) -> list[str]:
         for k in varying
         if k.startswith("reg.")
         and k.count(".") == 1
-        and ((k in LOSS_KEYS and k in group.config) or json.dumps(group.config.get(k)) in carried)
+        and (
+            json.dumps(group.config.get(k)) in carried
+            or (k in LOSS_KEYS and (k in among or LATER.get(k, ...) != group.config.get(k)))
+        )
     ]
     nested = [
         k

@@ -98,7 +98,7 @@ def test_label_smoothing_compiled_matches_model_fit_and_loss_adds_its_part(task)
     cross-entropy, and ``loss`` adds the penalty and smoothing's part, which is far larger
     than the tolerance (so an engine that ignored smoothing would fail)."""
     s = 0.2
-    overrides = [*CLASSES[task], *SMALL, "reg=l2_kernel", "reg.lam=0.01", f"+reg.smoothing={s}",
+    overrides = [*CLASSES[task], *SMALL, "reg=l2_kernel", "reg.lam=0.01", f"reg.smoothing={s}",
                  "trainer.shuffle=false"]  # fmt: skip
     fit = _history("keras", *overrides)
     job = prepare(make_cfg(*overrides, "trainer.engine=compiled"))
@@ -128,8 +128,8 @@ def test_fused_members_differing_in_smoothing_match_their_compiled_runs():
 
 def test_fused_members_differing_in_smoothing_and_l2_match_their_compiled_runs():
     """Three classes, smoothing combined with an L2 kernel penalty of its own strength."""
-    members = [["seed=0", "+reg.smoothing=0.0", "reg.lam=0.01"],
-               ["seed=1", "+reg.smoothing=0.25", "reg.lam=0.003"]]  # fmt: skip
+    members = [["seed=0", "reg.smoothing=0.0", "reg.lam=0.01"],
+               ["seed=1", "reg.smoothing=0.25", "reg.lam=0.003"]]  # fmt: skip
     fused = _members_match_their_compiled_runs(["dataset=iris", *SMALL, "reg=l2_kernel"], members)
     assert fused[0]["data_loss"] != fused[1]["data_loss"]
 
@@ -165,7 +165,7 @@ def test_smoothing_is_refused_for_regression_in_one_line(capsys):
     with pytest.raises(ConfigError) as err:
         validate(make_cfg("dataset=regression", "reg=label_smoothing"))
     assert err.value.key == "reg.smoothing" and "dataset.task=regression" in err.value.accepted
-    assert main(["check", "dataset=diabetes", "+reg.smoothing=0.05"]) == 2
+    assert main(["check", "dataset=diabetes", "reg.smoothing=0.05"]) == 2
     out = capsys.readouterr().err
     assert out.count("\n") == 1 and "reg.smoothing=0.05" in out and "regression" in out
 
