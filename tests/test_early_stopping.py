@@ -66,6 +66,8 @@ RULES = [  # (overrides, monitor, mode): a min and a max monitor, restore_best t
      "val_data_loss", "min"),  # min_delta matters: with 0 it would stop 2 epochs later
     (["trainer.early_stopping.monitor=val_accuracy", "trainer.early_stopping.patience=2",
       "trainer.early_stopping.restore_best=false"], "val_accuracy", "max"),
+    (["reg=l1_activity", "reg.lam=0.003", "trainer.early_stopping.monitor=val_loss",
+      "trainer.early_stopping.patience=1"], "val_loss", "min"),  # with a penalty, on the loss
 ]  # fmt: skip
 
 
