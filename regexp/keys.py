@@ -66,7 +66,19 @@ def without(plain: dict, keys: Iterable[str]) -> dict:
 # Keys added to shipped configs after runs were already written, each with the value that
 # means what a config without it always meant. ``essential`` leaves such a key out at that
 # value, so a config hashes the same with or without it and old sweeps still resume.
-LATER = {"dataset.task": "classification", "dataset.subsample": None, "reg.smoothing": 0.0}
+LATER = {
+    "dataset.task": "classification",
+    "dataset.subsample": None,
+    "reg.smoothing": 0.0,
+    **{
+        f"reg.{place}.{kind}": None
+        for place in ("inputs", "hidden")
+        for kind in ("noise", "dropout")
+    },
+    "reg.hidden.batchnorm": None,
+    "reg.hidden.constraint": None,
+    "reg.output.constraint": None,
+}
 
 
 def essential(cfg, keys: Iterable[str]) -> dict:
@@ -77,7 +89,16 @@ def essential(cfg, keys: Iterable[str]) -> dict:
     plain = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
     flat = flatten(plain)
     neutral = [k for k, v in LATER.items() if k in flat and flat[k] == v]
-    return without(plain, [*keys, *neutral])
+    out = without(plain, [*keys, *neutral])
+    for key in neutral:  # a section that held only such keys (reg.inputs) goes too
+        *parents, _ = key.split(".")
+        parent = ".".join(parents)
+        node = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if node == {} and not any(covered(k, [parent]) for k in flat if k not in neutral):
+            out = without(out, [parent])
+    return out
 
 
 def fingerprint(cfg, keys: Iterable[str]) -> str:

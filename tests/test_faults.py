@@ -33,7 +33,7 @@ GOOD_ROWS = "".join(f"{i},{i % 7},{i % 2}\n" for i in range(40))
 
 # (overrides, what the one line must say). Each is a mistake a user will really type.
 CATALOGUE = [
-    (["reg=nope"], "reg='nope' is not accepted; expected one of keras_mixed"),
+    (["reg=nope"], "reg='nope' is not accepted; expected one of batchnorm, dropout"),
     (["dataset=mnist"], "dataset='mnist' is not accepted; expected one of blobs"),
     (["optimizer=adagrad"], "optimizer='adagrad' is not accepted; expected one of adam"),
     (["trainer.epochz=3"], "trainer.epochz is not a config key; did you mean trainer.epochs?"),

@@ -42,16 +42,16 @@ L1_PRE = ["reg.hidden.activity={kind: l1, lam: 0.01}", "reg.hidden.position=pre"
 # (what, the overrides of member 0, of member 1): the members differ in seed and values
 CASES = {
     "dropout on the inputs, every hidden layer, one layer": (
-        ["reg=dropout", "reg.dropout=0.3", "+reg.inputs={dropout: {rate: 0.4}}",
+        ["reg=dropout", "reg.dropout=0.3", "reg.inputs={dropout: {rate: 0.4}}",
          "+reg.layers.2={dropout: {rate: 0.5}}"],
-        ["reg=dropout", "reg.dropout=0.0", "+reg.inputs={dropout: {rate: 0.1}}",
+        ["reg=dropout", "reg.dropout=0.0", "reg.inputs={dropout: {rate: 0.1}}",
          "+reg.layers.2={dropout: {rate: 0.2}}", "seed=1"],
     ),
     "noise": (["reg=noise", "reg.stddev=0.3"], ["reg=noise", "reg.stddev=0.05", "seed=1"]),
     "batchnorm pre": (["reg=batchnorm", "reg.momentum=0.5"],
                       ["reg=batchnorm", "reg.momentum=0.9", "seed=1"]),
-    "batchnorm post": (["+reg.hidden.batchnorm={position: post, momentum: 0.6}"],
-                       ["+reg.hidden.batchnorm={position: post, momentum: 0.9, epsilon: 0.1}",
+    "batchnorm post": (["reg.hidden.batchnorm={position: post, momentum: 0.6}"],
+                       ["reg.hidden.batchnorm={position: post, momentum: 0.9, epsilon: 0.1}",
                         "seed=1"]),
     "max_norm, non_neg": (
         ["reg=max_norm", "reg.max_value=0.3", *NON_NEG_OUTPUT],
@@ -59,20 +59,20 @@ CASES = {
     ),
     # with the penalties of every slot
     "dropout, max_norm, noise, batchnorm post, penalties": (
-        ["reg=max_norm_dropout", "reg.max_value=0.5", "+reg.inputs={noise: {stddev: 0.2}}",
-         "+reg.hidden.batchnorm={position: post}", "reg.hidden.activity={kind: l1, lam: 0.01}",
+        ["reg=max_norm_dropout", "reg.max_value=0.5", "reg.inputs={noise: {stddev: 0.2}}",
+         "reg.hidden.batchnorm={position: post}", "reg.hidden.activity={kind: l1, lam: 0.01}",
          "reg.hidden.kernel={kind: l2, lam: 0.01}", "reg.output.bias={kind: l2, lam: 0.1}"],
         ["reg=max_norm_dropout", "reg.max_value=1.0", "reg.dropout=0.1",
-         "+reg.inputs={noise: {stddev: 0.1}}", "+reg.hidden.batchnorm={position: post}",
+         "reg.inputs={noise: {stddev: 0.1}}", "reg.hidden.batchnorm={position: post}",
          "reg.hidden.activity={kind: l1, lam: 0.001}",
          "reg.hidden.kernel={kind: l2, lam: 0.02}", "reg.output.bias={kind: l2, lam: 0.0}",
          "seed=1"],
     ),
     "unit_norm, batchnorm pre, noise, activity penalty pre": (
-        ["reg=batchnorm", "+reg.hidden.noise={stddev: 0.5}", *L1_PRE,
-         "+reg.hidden.constraint={kind: unit_norm}"],
-        ["reg=batchnorm", "+reg.hidden.noise={stddev: 0.2}", *L1_PRE, "reg.hidden.activity.lam=0.1",
-         "+reg.hidden.constraint={kind: unit_norm}", "seed=2", "dataset.split_seed=1"],
+        ["reg=batchnorm", "reg.hidden.noise={stddev: 0.5}", *L1_PRE,
+         "reg.hidden.constraint={kind: unit_norm}"],
+        ["reg=batchnorm", "reg.hidden.noise={stddev: 0.2}", *L1_PRE, "reg.hidden.activity.lam=0.1",
+         "reg.hidden.constraint={kind: unit_norm}", "seed=2", "dataset.split_seed=1"],
     ),
 }  # fmt: skip
 
@@ -115,8 +115,8 @@ def test_what_must_match_in_a_fused_group():
     for free in ("reg.dropout=0.5", "reg.max_value=1.0", "reg.dropout=0.0", "seed=2"):
         assert key("reg=max_norm_dropout", free) == dropout, free
     for bound in ("reg.hidden.dropout=null", "reg.output.constraint=null",
-                  "+reg.inputs={dropout: {rate: 0.2}}", "+reg.layers.1={noise: {stddev: 1}}",
-                  "+reg.hidden.batchnorm={}"):  # fmt: skip
+                  "reg.inputs={dropout: {rate: 0.2}}", "+reg.layers.1={noise: {stddev: 1}}",
+                  "reg.hidden.batchnorm={}"):  # fmt: skip
         assert key("reg=max_norm_dropout", bound) != dropout, bound
     norm = key("reg=batchnorm")
     assert key("reg=batchnorm", "reg.momentum=0.5", "reg.hidden.batchnorm.epsilon=0.1") == norm
@@ -209,10 +209,10 @@ def test_constraints_are_keras_formulas_per_member(kind):
 
 
 def test_the_keras_model_has_the_layers_in_order():
-    cfg = make_cfg("model.depth=2", "model.width=3", "+reg.inputs={noise: {stddev: 0.1}}",
+    cfg = make_cfg("model.depth=2", "model.width=3", "reg.inputs={noise: {stddev: 0.1}}",
                    "+reg.layers.1={batchnorm: {}, dropout: {rate: 0.1}}",
                    "+reg.layers.2={batchnorm: {position: post, momentum: 0.5}}",
-                   "+reg.output.constraint={kind: max_norm}")  # fmt: skip
+                   "reg.output.constraint={kind: max_norm}")  # fmt: skip
     from regexp.model import build_model
     from regexp.tasks import TASKS
 
@@ -233,7 +233,7 @@ def test_dropout_and_maxnorm_diagnostics_against_numpy():
     """``maxnorm_<layer>``: the largest unit norm of the kernel, at most max_value;
     ``dropout_<layer>``: the zeros the layer's own mask puts in the epoch's last batch."""
     job = prepare(make_cfg(*TINY, "reg=max_norm_dropout", "reg.max_value=0.4",
-                           "reg.dropout=0.25", "+reg.inputs={dropout: {rate: 0.5}}"))  # fmt: skip
+                           "reg.dropout=0.25", "reg.inputs={dropout: {rate: 0.5}}"))  # fmt: skip
     history = pd.DataFrame(ENGINES["compiled"]([job])[0])
     last = history.iloc[-1]
     for name in ("h1", "h2", "out"):
@@ -260,8 +260,8 @@ def test_dropout_and_maxnorm_diagnostics_against_numpy():
     "overrides, key, accepted",
     [
         (["reg=dropout", "reg.dropout=1"], "reg.hidden.dropout.rate", "[0, 1)"),
-        (["+reg.inputs={dropout: {rate: -0.1}}"], "reg.inputs.dropout.rate", "[0, 1)"),
-        (["+reg.inputs={dropout: {}}"], "reg.inputs.dropout.rate", "needs it"),
+        (["reg.inputs={dropout: {rate: -0.1}}"], "reg.inputs.dropout.rate", "[0, 1)"),
+        (["reg.inputs={dropout: {}}"], "reg.inputs.dropout.rate", "needs it"),
         (["reg=noise", "reg.stddev=-0.5"], "reg.inputs.noise.stddev", ">= 0"),
         (["+reg.layers.1={noise: 0.1}"], "reg.layers.1.noise", "a mapping of stddev"),
         (["reg=batchnorm", "reg.momentum=1"], "reg.hidden.batchnorm.momentum", "[0, 1)"),
@@ -271,11 +271,11 @@ def test_dropout_and_maxnorm_diagnostics_against_numpy():
          "pre, post"),
         (["+reg.output.batchnorm={}"], "reg.output.batchnorm", "kernel, bias, constraint"),
         (["+reg.output.dropout={rate: 0.1}"], "reg.output.dropout", "kernel, bias, constraint"),
-        (["+reg.inputs={batchnorm: {}}"], "reg.inputs.batchnorm", "noise, dropout"),
+        (["+reg.inputs.batchnorm={}"], "reg.inputs.batchnorm", "noise, dropout"),
         (["reg=max_norm", "reg.hidden.constraint.kind=maxnorm"], "reg.hidden.constraint.kind",
          "max_norm, unit_norm, non_neg"),
         (["reg=max_norm", "reg.max_value=0"], "reg.hidden.constraint.max_value", "> 0"),
-        (["+reg.hidden.constraint={kind: unit_norm, max_value: 2}"],
+        (["reg.hidden.constraint={kind: unit_norm, max_value: 2}"],
          "reg.hidden.constraint.max_value", "constraint unit_norm: kind"),
         (["reg.hidden.bias={kind: max_norm, max_value: 2}"], "reg.hidden.bias",
          "reg.hidden.constraint"),
