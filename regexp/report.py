@@ -14,9 +14,16 @@ section (``reg`` for ``reg.name=none``), paired by (seed, split seed): mean diff
 with a 95 % t interval, paired t-test and Wilcoxon p-values, Cohen's d_z, and
 Holm-adjusted p-values across the report's comparisons of each test number.
 
-Writes ``report.md``, ``report.html`` (self-contained: images embedded) and
-``report.csv`` (plus ``comparisons.csv``) into ``--out``, or ``<PATH>/report`` for a
-single folder. Never imports TensorFlow.
+The group table (``report.csv``, the page's first table) has, per group, its label,
+one column per config key that tells groups apart (``reg.name``, ``reg.lam``, ...: the
+keys of the labels; a ``reg`` knob the recipe ignores is left empty), ``n``, each number
+with its interval, and with ``--baseline`` the group's paired comparison: ``baseline``,
+and per compared number ``X_diff`` with its interval, ``X_p_holm`` and ``X_verdict``.
+
+Writes ``report.md``, ``report.html`` (self-contained: images embedded), ``report.csv``,
+``runs.csv`` (``regexp.runs(PATH..., status=None)``: every run folder, one row each) and
+with ``--baseline`` ``comparisons.csv`` (every comparison in full) into ``--out``, or
+``<PATH>/report`` for a single folder. Never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import functools
 import html
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +44,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from regexp import rundir, stats, tasks
+from regexp import results, rundir, stats, tasks
 from regexp.errors import UserError
 from regexp.keys import LATER, REPORT, covered, flatten
 
@@ -102,6 +110,7 @@ class Group:
     config: dict[str, Any]
     runs: list[Run] = field(default_factory=list)
     label: str = ""
+    keys: dict[str, Any] = field(default_factory=dict)  # the label's keys and their values
 
     @property
     def kind(self) -> tasks.Kind:
@@ -173,10 +182,24 @@ def group_runs(runs: list[Run]) -> list[Group]:
             for k in varying
             if len({str(h.config.get(k)) for h in namesakes}) > 1 and g.config.get(k) is not None
         ]
-        parts = [str(g.config.get("reg.name", "?"))]
-        parts += [f"{k}={g.config.get(k)}" for k in _labelled(g, varying, among)]
-        g.label = " ".join(parts)
+        g.keys = {k: g.config.get(k) for k in _labelled(g, varying, among)}
+        g.label = " ".join([str(g.config.get("reg.name", "?"))]
+                           + [f"{k}={v}" for k, v in g.keys.items()])  # fmt: skip
     return sorted(result, key=lambda g: g.label)
+
+
+def key_columns(groups: list[Group]) -> list[str]:
+    """The config keys of the group table: ``reg.name`` when it varies, then every key
+    some group's label names."""
+    names = ["reg.name"] if len({str(g.config.get("reg.name")) for g in groups}) > 1 else []
+    return names + sorted({k for g in groups for k in g.keys})
+
+
+def key_value(group: Group, key: str) -> Any:
+    """The group's value of a key of the table: None for a ``reg`` knob its recipe ignores
+    (``reg.lam`` of ``reg=none``), as in its label."""
+    knob = key.startswith("reg.") and key.count(".") == 1 and key not in ("reg.name", *LOSS_KEYS)
+    return None if knob and key not in group.keys else group.config.get(key)
 
 
 # reg keys the training reads itself, not through a layer's spec
@@ -218,16 +241,64 @@ def _labelled(group: Group, varying: list[str], among: list[str]) -> list[str]:
     return sorted(outside + knobs + ([] if knobs else nested))
 
 
-def summary(groups: list[Group]) -> pd.DataFrame:
+def summary(groups: list[Group], comparison: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The group table: a row per group. With ``comparison`` (``compare``'s table), each
+    group's comparison with its baseline beside it; empty for a baseline or a group
+    without one."""
+    keys = key_columns(groups)
     rows = []
     for g in groups:
-        row: dict[str, Any] = {"group": g.label, "n": len(g.runs)}
+        row: dict[str, Any] = {"group": g.label, **{k: key_value(g, k) for k in keys}}
+        row["n"] = len(g.runs)
         for name in shown(g.kind):
             mean, low, high = stats.mean_ci(g.values(name))
             row.update({name: mean, f"{name}_ci_low": low, f"{name}_ci_high": high})
         row["best_epoch"] = float(np.mean(g.values("best_epoch")))
+        if comparison is not None:
+            row.update(_compared(g, groups, comparison))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _compared(group: Group, groups: list[Group], comparison: pd.DataFrame) -> dict[str, Any]:
+    """``baseline`` and, per compared number X, ``X_diff`` (group - baseline), its 95 %
+    interval, ``X_p_holm`` (the paired t-test's, Holm-adjusted) and ``X_verdict``."""
+    mine = {c["metric"]: c for c in comparison.to_dict("records") if c["group"] == group.label}
+    row: dict[str, Any] = {"baseline": next(iter(mine.values()), {}).get("baseline")}
+    for name in dict.fromkeys(m for g in groups for m in compared(g.kind)):
+        c = mine.get(name, {})
+        for column, source in MERGED.items():
+            row[f"{name}_{column}"] = c.get(source)
+    return row
+
+
+# the group table's comparison columns (X_diff, ...) and the comparisons' columns they hold
+MERGED = {"diff": "mean_diff", "diff_ci_low": "ci_low", "diff_ci_high": "ci_high",
+          "p_holm": "p_t_holm", "verdict": "verdict"}  # fmt: skip
+
+
+def per_run(every: pd.DataFrame, loaded: list[Run], groups: list[Group]) -> pd.DataFrame:
+    """The page's table of runs (every folder of ``runs.csv``): its folder, status and
+    group, the keys of the group table, seed and split, the test numbers and epochs."""
+    label = {r.recipe: g.label for g in groups for r in g.runs}
+    group_of = {str(r.path): label.get(r.recipe) for r in loaded}
+    folders = [Path(p) for p in every["run"]]
+    try:
+        root = Path(os.path.commonpath([p.resolve() for p in folders]))
+    except ValueError:  # no folders, or on different drives
+        root = None
+    names = [p.name if root is None or p.resolve() == root else
+             p.resolve().relative_to(root).as_posix() for p in folders]  # fmt: skip
+    frame = pd.DataFrame({"run": names, "status": every["status"],
+                          "group": [group_of.get(p) for p in every["run"]]})  # fmt: skip
+    tests = dict.fromkeys(m for g in groups for m in compared(g.kind))
+    wanted = [*key_columns(groups), "seed", "dataset.split_seed", *tests, "epochs_run"]
+    if "diverged_epoch" in every and every["diverged_epoch"].notna().any():
+        wanted.append("diverged_epoch")
+    for column in dict.fromkeys(wanted):
+        if column in every:
+            frame[column] = every[column].to_numpy()
+    return frame
 
 
 def find_baseline(group: Group, baselines: list[Group], key: str) -> Group | None:
@@ -347,7 +418,9 @@ class Document:
     def text(self, text: str) -> None:
         self.blocks.append(("p", text))
 
-    def table(self, frame: pd.DataFrame) -> None:
+    def table(self, frame: pd.DataFrame, title: str | None = None) -> None:
+        if title:
+            self.heading(title)
         self.blocks.append(("table", frame))
 
     def image(self, path: Path, caption: str) -> None:
@@ -417,39 +490,37 @@ def build(paths: list[str], out: Path, baseline: str | None = None) -> Document:
         except UserError as e:
             print(f"regexp: skipped {path}: {e}", file=sys.stderr)
     runs = [r for r in loaded if r.metrics.get("status") == "completed"]
-    failed = [r for r in loaded if r.metrics.get("status") != "completed"]
     if not runs:
         raise UserError(f"report: none of the {len(loaded)} runs under {' '.join(paths)} completed")
     groups = group_runs(runs)
+    comparison = compare(groups, baseline) if baseline else None
+    table = summary(groups, comparison)
+    every = results.table(paths, status=None, warn=False)  # the lines above named the damaged
     out.mkdir(parents=True, exist_ok=True)
-    doc = Document(f"regexp report: {len(runs)} runs in {len(groups)} groups", out)
-    table = summary(groups)
     table.to_csv(out / "report.csv", index=False)
+    every.to_csv(out / "runs.csv", index=False)
+    if comparison is not None:
+        comparison.to_csv(out / "comparisons.csv", index=False)
+    doc = Document(f"regexp report: {len(runs)} runs in {len(groups)} groups", out)
     gaps = "; ".join(f"final train {p} - validation {p}"
                      for p in dict.fromkeys(g.kind.primary for g in groups))  # fmt: skip
     doc.text(
         "Mean and 95 % t interval across the runs of each group (seeds and splits). "
         f"gap = {gaps}. best_epoch = mean epoch of the lowest validation data loss."
+        + (
+            f" Against {baseline}: X_diff = group - baseline, paired by seed and split, "
+            "with its 95 % t interval; X_p_holm = the paired t-test's p, Holm-adjusted; "
+            "X_verdict as below."
+            if baseline
+            else ""
+        )
     )
     doc.table(table)
-    if failed:
-        doc.heading("Runs that did not complete (left out of the groups above)")
-        doc.table(
-            pd.DataFrame(
-                [
-                    {
-                        "run": str(r.path),
-                        "status": r.metrics.get("status"),
-                        "epochs_run": r.metrics.get("epochs_run"),
-                        "diverged_epoch": r.metrics.get("diverged_epoch"),
-                    }
-                    for r in failed
-                ]
-            )
-        )
-    if baseline:
-        comparison = compare(groups, baseline)
-        comparison.to_csv(out / "comparisons.csv", index=False)
+    doc.table(per_run(every, loaded, groups), title="Runs: every run folder, as in runs.csv")
+    left_out = int((every["status"] != "completed").sum())
+    if left_out:
+        doc.text(f"The {left_out} runs whose status is not completed are left out of the groups.")
+    if comparison is not None:
         doc.heading(f"Paired comparisons against {baseline}")
         doc.text(
             "mean_diff = group - baseline over runs with the same seed and split; "
@@ -479,5 +550,5 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"regexp: error: {e}", file=sys.stderr)
         return 2
-    print(f"{doc.title}\nwritten to {out}/report.md, report.html and report.csv")
+    print(f"{doc.title}\nwritten to {out}/report.md, report.html, report.csv and runs.csv")
     return 0

@@ -269,16 +269,29 @@ def is_run(folder: Path) -> bool:
     return folder.name != ".hydra" and (folder / CONFIG).is_file()
 
 
-def find_runs(paths: list[str]) -> list[Path]:
-    """Run folders with a ``metrics.json``, at or under each path or glob."""
+def is_copy(folder: Path) -> bool:
+    """A folder with a run's records but none of the files only a run writes (``env.json``,
+    ``history.csv``, Hydra's ``.hydra``): MLflow's copy of a run's artifacts, not a run."""
+    folder = Path(folder)
+    return not any((folder / name).exists() for name in (ENV, HISTORY, ".hydra"))
+
+
+def find_runs(paths: list[str], unfinished: bool = False) -> list[Path]:
+    """Run folders with a ``metrics.json``, at or under each path or glob; with
+    ``unfinished``, also run folders without one (running, or killed). MLflow's copies
+    of a run's files (``is_copy``) are no run folders."""
     found: list[Path] = []
     for pattern in paths:
         matches = [Path(p) for p in sorted(glob.glob(pattern))] or [Path(pattern)]
         for p in matches:
-            if p.is_file() and p.name == METRICS:
+            a_config = unfinished and p.name == CONFIG and is_run(p.parent)
+            if p.is_file() and (p.name == METRICS or a_config):
                 found.append(p.parent)
             elif p.is_dir():
-                found += sorted(m.parent for m in p.rglob(METRICS))
+                folders = {m.parent for m in p.rglob(METRICS)}
+                if unfinished:
+                    folders |= {c.parent for c in p.rglob(CONFIG) if is_run(c.parent)}
+                found += sorted(f for f in folders if not is_copy(f))
     return list(dict.fromkeys(found))
 
 
