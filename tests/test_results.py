@@ -70,8 +70,12 @@ def test_runs_has_a_row_per_folder_with_its_config_and_metrics(sweep):
     assert df["seed"].dtype == np.int64
     by_lam = df.groupby("reg.lam")["test_accuracy"].mean()
     for lam in LAMS:
-        accs = [json.loads((p / "metrics.json").read_text())["test_accuracy"] for p in folders
-                if yaml.safe_load((p / "config.yaml").read_text())["reg"]["lam"] == lam]  # fmt: skip
+        chosen = [
+            p
+            for p in folders
+            if yaml.safe_load((p / "config.yaml").read_text())["reg"]["lam"] == lam
+        ]
+        accs = [json.loads((p / "metrics.json").read_text())["test_accuracy"] for p in chosen]
         assert len(accs) == 2 and by_lam[lam] == pytest.approx(np.mean(accs))
 
 
@@ -162,8 +166,11 @@ def test_status_filters_and_broken_folders_never_break_the_call(sweep, tmp_path,
     assert sorted(runs(str(root), status=["unfinished", "damaged"])["status"]) == [
         "damaged", "damaged", "unfinished"]  # fmt: skip
     assert "test_accuracy" not in runs(str(root), status="unfinished").columns
-    with pytest.raises(UserError, match=r"status='done' is not accepted; expected one of "
-                                        r"completed, diverged, interrupted, unfinished, damaged"):
+    with pytest.raises(
+        UserError,
+        match=r"status='done' is not accepted; expected one of "
+        r"completed, diverged, interrupted, unfinished, damaged",
+    ):
         runs(str(root), status="done")  # fmt: skip
     with pytest.raises(UserError, match="matches no file or folder"):
         runs(str(tmp_path / "nothing"))
