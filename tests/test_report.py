@@ -32,6 +32,10 @@ def test_table_numbers_are_the_runs_numbers(sweep, tmp_path):
     table = pd.read_csv(tmp_path / "report.csv").set_index("group")
     assert list(table.index) == ["l1_activity reg.lam=0.01", "none"]
     assert list(table["n"]) == [3, 3]
+    # the keys of the labels as columns; none ignores reg.lam, so its cell is empty
+    assert list(table.columns[:3]) == ["reg.name", "reg.lam", "n"]
+    assert list(table["reg.name"]) == ["l1_activity", "none"]
+    assert table["reg.lam"].iloc[0] == 0.01 and pd.isna(table["reg.lam"].iloc[1])
     reg = _metrics(sweep, "l1_activity")
     acc = np.array([reg[s]["test_accuracy"] for s in (0, 1, 2)])
     row = table.loc["l1_activity reg.lam=0.01"]

@@ -18,13 +18,13 @@ from regexp.errors import UserError
 from regexp.report import build
 from regexp.results import history, runs
 
-LAMS = (0.001, 0.01)
+LAMS = (0.001, 0.003, 0.01)
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
-    rc = main(["run", "-m", "reg=l1_activity", "reg.lam=0.001,0.01", "seed=0,1",
+    rc = main(["run", "-m", "reg=l1_activity", "reg.lam=0.001,0.003,0.01", "seed=0,1",
                "trainer.epochs=2", "trainer.quiet=true", f"hydra.sweep.dir={out}"])  # fmt: skip
     assert rc == 0
     return out
@@ -49,7 +49,7 @@ def _leaves(node, prefix=""):
 def test_runs_has_a_row_per_folder_with_its_config_and_metrics(sweep):
     df = runs(str(sweep))
     folders = sorted(p.parent for p in sweep.glob("*/metrics.json"))
-    assert len(folders) == 4 and sorted(df["run"]) == sorted(map(str, folders))
+    assert len(folders) == 6 and sorted(df["run"]) == sorted(map(str, folders))
     assert list(df.columns[:3]) == ["run", "status", "engine"]
     for _, row in df.iterrows():
         folder = sweep / row["run"].rsplit("/", 1)[-1]
@@ -95,7 +95,7 @@ def test_history_is_the_runs_history_csv(sweep):
 def test_runs_csv_is_runs_and_the_group_table_is_a_groupby_of_it(sweep, report):
     df = runs(str(sweep), status=None)
     written = pd.read_csv(report / "runs.csv")
-    assert list(written.columns) == list(df.columns) and len(written) == 4
+    assert list(written.columns) == list(df.columns) and len(written) == 6
     expected = pd.read_csv(io.StringIO(df.to_csv(index=False)))
     pd.testing.assert_frame_equal(written, expected)
 
@@ -104,16 +104,17 @@ def test_runs_csv_is_runs_and_the_group_table_is_a_groupby_of_it(sweep, report):
     assert list(table.columns[:3]) == ["group", "reg.lam", "n"]
     assert list(table["group"]) == [f"l1_activity reg.lam={lam}" for lam in LAMS]
     grouped = df.groupby("reg.lam")
-    table = table.set_index("reg.lam")
     for name in ("test_accuracy", "test_data_loss"):
         assert table[name].to_numpy() == pytest.approx(grouped[name].mean().to_numpy())
     assert list(table["n"]) == list(grouped.size())
 
     # the comparison beside each group's row is comparisons.csv's row for that group
     comparisons = pd.read_csv(report / "comparisons.csv")
-    assert len(comparisons) == 2 and set(comparisons["group"]) == {"l1_activity reg.lam=0.01"}
+    assert len(comparisons) == 4 and set(comparisons["group"]) == set(table["group"][1:])
+    assert (comparisons["p_t_holm"] != comparisons["p_t"]).any()  # Holm adjusted something
+    by_label = table.set_index("group")
     for _, c in comparisons.iterrows():
-        row = table.loc[0.01]
+        row = by_label.loc[c["group"]]
         assert row["baseline"] == c["baseline"] == "l1_activity reg.lam=0.001"
         m = c["metric"]
         assert row[f"{m}_diff"] == pytest.approx(c["mean_diff"])
@@ -121,6 +122,7 @@ def test_runs_csv_is_runs_and_the_group_table_is_a_groupby_of_it(sweep, report):
         assert row[f"{m}_diff_ci_high"] == pytest.approx(c["ci_high"])
         assert row[f"{m}_p_holm"] == pytest.approx(c["p_t_holm"])
         assert row[f"{m}_verdict"] == c["verdict"]
+    table = table.set_index("reg.lam")
     base = table.loc[0.001]
     assert base[["baseline", "test_accuracy_diff", "test_accuracy_verdict"]].isna().all()
     # and the paired difference itself, from runs(): same seed, lam 0.01 minus lam 0.001
@@ -130,7 +132,7 @@ def test_runs_csv_is_runs_and_the_group_table_is_a_groupby_of_it(sweep, report):
 
     page = (report / "report.md").read_text()
     runs_table = page.split("## Runs")[1].split("\n## ")[0]
-    assert runs_table.count("| completed |") == 4
+    assert runs_table.count("| completed |") == 6
 
 
 def test_status_filters_and_broken_folders_never_break_the_call(sweep, tmp_path, capsys):
@@ -150,12 +152,12 @@ def test_status_filters_and_broken_folders_never_break_the_call(sweep, tmp_path,
         shutil.copy(jobs[3] / name, copy / name)
     capsys.readouterr()
 
-    assert list(runs(str(root))["run"]) == [str(jobs[3])]
+    assert list(runs(str(root))["run"]) == list(map(str, jobs[3:]))
     capsys.readouterr()
     every = runs(str(root), status=None).set_index("run")
     assert dict(every["status"]) == {
         str(jobs[0]): "damaged", str(jobs[1]): "unfinished", str(jobs[2]): "diverged",
-        str(jobs[3]): "completed", str(broken): "damaged"}  # fmt: skip
+        **{str(j): "completed" for j in jobs[3:]}, str(broken): "damaged"}  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"regexp: {jobs[0] / 'metrics.json'}: not a readable record (damaged); "
                    "its status is 'damaged'",
@@ -175,11 +177,11 @@ def test_status_filters_and_broken_folders_never_break_the_call(sweep, tmp_path,
     with pytest.raises(UserError, match="matches no file or folder"):
         runs(str(tmp_path / "nothing"))
     glob = runs(f"{root}/*_l1_activity", status=None)  # globs, as in report
-    assert len(glob) == 4
+    assert len(glob) == 6
 
     out = tmp_path / "report"
     build([str(root)], out)
-    assert len(pd.read_csv(out / "runs.csv")) == 5
+    assert len(pd.read_csv(out / "runs.csv")) == 7
 
 
 def test_import_regexp_gives_the_api_without_tensorflow(sweep):
@@ -187,7 +189,7 @@ def test_import_regexp_gives_the_api_without_tensorflow(sweep):
         "import sys, pydoc, regexp\n"
         f"df = regexp.runs({str(sweep)!r})\n"
         "h = regexp.history(df.run[0])\n"
-        "assert len(df) == 4 and list(h.epoch) == [1, 2]\n"
+        "assert len(df) == 6 and list(h.epoch) == [1, 2]\n"
         "assert regexp.runs.__module__ == 'regexp.results'\n"
         "text = pydoc.render_doc(regexp)\n"
         "assert 'regexp.runs(*paths, status=' in text and 'regexp.load_model(run' in text\n"
