@@ -49,8 +49,9 @@ def _curves_figure(metric: str) -> tuple:
     return fig, ax, lines
 
 
-def curves(history: pd.DataFrame, out: Path, metric: str, title: str) -> None:
-    """Train and validation ``metric`` per epoch; for losses, the data loss dashed."""
+def curves(history: pd.DataFrame, out: Path, metric: str, title: str):
+    """Train and validation ``metric`` per epoch; for losses, the data loss dashed.
+    Returns the figure (reused by the next call)."""
     key = ("curves", metric)
     if key not in _figures:
         _figures[key] = _curves_figure(metric)
@@ -64,6 +65,7 @@ def curves(history: pd.DataFrame, out: Path, metric: str, title: str) -> None:
     ax.autoscale_view()
     ax.set_title(title)
     fig.savefig(out, pil_kwargs=PNG)
+    return fig
 
 
 def _activations_figure(n: int) -> tuple:
@@ -78,8 +80,9 @@ def _activations_figure(n: int) -> tuple:
     return fig, axes, bars, notes
 
 
-def activations(acts: dict[str, np.ndarray], out: Path, title: str) -> None:
-    """One histogram per activity-regularized layer, its mean written on it."""
+def activations(acts: dict[str, np.ndarray], out: Path, title: str):
+    """One histogram per activity-regularized layer, its mean written on it. Returns the
+    figure (reused by the next call)."""
     key = ("activations", len(acts))
     if key not in _figures:
         _figures[key] = _activations_figure(len(acts))
@@ -94,15 +97,17 @@ def activations(acts: dict[str, np.ndarray], out: Path, title: str) -> None:
         ax.autoscale_view()
     fig.suptitle(title)
     fig.savefig(out, pil_kwargs=PNG)
+    return fig
 
 
-def scatter(x: np.ndarray, labels: np.ndarray, out: Path, title: str) -> None:
-    """The data coloured by class (2-D datasets)."""
+def scatter(x: np.ndarray, labels: np.ndarray, out: Path, title: str):
+    """The data coloured by class (2-D datasets). Returns the figure, or None when the
+    same picture was drawn before and is copied."""
     digest = hashlib.sha1(x.tobytes() + labels.tobytes() + title.encode()).hexdigest()
     done = _scatters.get(digest)
     if done is not None and done.is_file():
         shutil.copyfile(done, out)
-        return
+        return None
     fig = _figure(5, 5)
     ax = fig.add_subplot()
     ax.scatter(x[:, 0], x[:, 1], c=labels, cmap="coolwarm", s=40, alpha=0.5)
@@ -111,6 +116,7 @@ def scatter(x: np.ndarray, labels: np.ndarray, out: Path, title: str) -> None:
     ax.set_title(title)
     fig.savefig(out, pil_kwargs=PNG)
     _scatters[digest] = Path(out)
+    return fig
 
 
 # --- report figures: groups of runs, means with 95 % t bands ----------------------
@@ -146,21 +152,29 @@ def _save_fitted(fig, out: Path) -> None:
 LEGEND_MAX = 30  # entries a legend lists; a note counts the others
 
 
-def _legend(where, handles: list, labels: list[str], title: str | None = None, **anchor):
-    """A legend beside the axes (or figure) ``where``, to its right, readable with many
-    groups: labels wrapped at 32 characters, a smaller font and more columns as entries
-    grow, and at most ``LEGEND_MAX`` entries, then "... and k more (see the tables)"."""
+def _legend(where, entries: list, styles: list = (), title: str | None = None, **anchor):
+    """A legend beside the axes ``where``, to its right, readable with many groups:
+    ``entries`` (handle, label), one per group, then ``styles`` (train solid, validation
+    dashed); labels wrapped at 32 characters, a smaller font and two columns as entries
+    grow, and at most ``LEGEND_MAX`` entries: past that, "... and k more (see the tables)"
+    stands for the groups left out."""
     from matplotlib.lines import Line2D
 
-    if len(handles) > LEGEND_MAX:
-        rest = len(handles) - (LEGEND_MAX - 1)
-        handles = [*handles[: LEGEND_MAX - 1], Line2D([], [], ls="none")]
-        labels = [*labels[: LEGEND_MAX - 1], f"... and {rest} more (see the tables)"]
-    n = len(handles)
+    entries, styles = list(entries), list(styles)
+    room = LEGEND_MAX - len(styles)
+    if len(entries) > room:
+        rest = len(entries) - (room - 1)
+        entries = [
+            *entries[: room - 1],
+            (Line2D([], [], ls="none"), f"... and {rest} more (see the tables)"),
+        ]
+    entries += styles
+    n = len(entries)
     size = 8 if n <= 10 else 7 if n <= 20 else 6
-    wrapped = [textwrap.fill(str(label), 32, subsequent_indent="  ") for label in labels]
+    handles = [h for h, _ in entries]
+    labels = [textwrap.fill(str(label), 32, subsequent_indent="  ") for _, label in entries]
     place = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), **anchor}
-    return where.legend(handles, wrapped, fontsize=size, ncol=1 if n <= 16 else 2,
+    return where.legend(handles, labels, fontsize=size, ncol=1 if n <= 16 else 2,
                         title=title, title_fontsize=size, frameon=False, **place)  # fmt: skip
 
 
@@ -169,8 +183,7 @@ def curve_bands(groups, columns: tuple[str, str], out: Path, ylabel: str):
     (clipped to the series' range); returns the figure."""
     fig = _figure(7.5, 4.5, left=0.1, right=0.97)
     ax = fig.add_subplot()
-    handles = _draw_bands(ax, groups, columns, ylabel)
-    _legend(ax, *handles)
+    _legend(ax, *_draw_bands(ax, groups, columns, ylabel))
     _save_fitted(fig, out)
     return fig
 
@@ -181,19 +194,19 @@ def side_by_side(panels: list, columns: tuple[str, str], out: Path, ylabel: str)
     fig = _figure(5 * len(panels), 4, left=0.07, right=0.98, wspace=0.15)
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for ax, (title, groups) in zip(axes, panels, strict=True):
-        handles = _draw_bands(ax, groups, columns, ylabel)
+        entries, styles = _draw_bands(ax, groups, columns, ylabel)
         ax.set_title(title)
-        _legend(ax, *handles, loc="upper center", bbox_to_anchor=(0.5, -0.15))
+        _legend(ax, entries, styles, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     _save_fitted(fig, out)
     return fig
 
 
 def _draw_bands(ax, groups, columns: tuple[str, str], ylabel: str) -> tuple[list, list]:
-    """Each group's mean curves and clipped 95 % bands; the legend's handles and labels:
-    one colour per group, then the two line styles."""
+    """Each group's mean curves and clipped 95 % bands; the legend's entries (handle,
+    label), one colour per group, and its two line styles."""
     from matplotlib.lines import Line2D
 
-    handles, labels = [], []
+    entries = []
     for g, color in zip(groups, _colors(len(groups)), strict=True):
         length = min(len(r.history) for r in g.runs)
         epochs = np.arange(1, length + 1)
@@ -202,14 +215,13 @@ def _draw_bands(ax, groups, columns: tuple[str, str], ylabel: str) -> tuple[list
             mean, low, high = _band(values, column)
             ax.plot(epochs, mean, ls=style, color=color)
             ax.fill_between(epochs, low, high, color=color, alpha=0.15, lw=0)
-        handles.append(Line2D([], [], color=color, lw=2))
-        labels.append(f"{g.label} (n={len(g.runs)})")
-    handles += [Line2D([], [], color="k", ls="-"), Line2D([], [], color="k", ls="--")]
-    labels += ["train", "validation"]
+        entries.append((Line2D([], [], color=color, lw=2), f"{g.label} (n={len(g.runs)})"))
+    styles = [(Line2D([], [], color="k", ls="-"), "train"),
+              (Line2D([], [], color="k", ls="--"), "validation")]  # fmt: skip
     ax.set_xlabel("epoch")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(ylabel)
-    return handles, labels
+    return entries, styles
 
 
 def metric_vs_lambda(groups, metric: str, out: Path):
@@ -224,19 +236,18 @@ def metric_vs_lambda(groups, metric: str, out: Path):
         lam = g.config.get("reg.lam")
         if isinstance(lam, (int, float)) and lam > 0:
             families.setdefault(str(g.config.get("reg.name")), []).append((lam, g))
-    handles, labels = [], []
+    entries = []
     for (name, members), color in zip(families.items(), _colors(len(families)), strict=True):
         members.sort(key=lambda m: m[0])
         lams = [m[0] for m in members]
         cis = np.array([mean_ci(g.values(metric)) for _, g in members])
-        handles += ax.plot(lams, cis[:, 0], "o-", color=color)
-        labels.append(name)
+        entries.append((ax.plot(lams, cis[:, 0], "o-", color=color)[0], name))
         low, high = _clip(cis[:, 1], cis[:, 2], metric)
         ax.fill_between(lams, low, high, color=color, alpha=0.2, lw=0)
     ax.set_xscale("log")
     ax.set_xlabel("reg.lam")
     ax.set_ylabel(metric)
-    _legend(ax, handles, labels, title="reg.name")
+    _legend(ax, entries, title="reg.name")
     _save_fitted(fig, out)
     return fig
 
@@ -249,26 +260,26 @@ def activation_histograms(groups, out: Path):
     layers = sorted({k for g in groups for r in g.runs for k in _npz(r)}, key=_layer_order)
     fig = _figure(max(5.0, 3.2 * len(layers)), 3.4, left=0.06, wspace=0.3, top=0.85, right=0.98)
     axes = fig.subplots(1, len(layers), squeeze=False)[0]
-    handles, labels = [], []
+    entries = []
     for g, color in zip(groups, _colors(len(groups)), strict=True):
         for ax, layer in zip(axes, layers, strict=True):
             values = [_npz(r)[layer].ravel() for r in g.runs if layer in _npz(r)]
             if values:
                 counts, edges = np.histogram(np.concatenate(values), bins=40, density=True)
                 ax.stairs(counts, edges, color=color)
-        handles.append(Line2D([], [], color=color))
-        labels.append(g.label)
+        entries.append((Line2D([], [], color=color), g.label))
     for ax, layer in zip(axes, layers, strict=True):
         ax.set_title(layer)
         ax.set_xlabel("activation value")
     axes[0].set_ylabel("density")
-    _legend(axes[-1], handles, labels)
+    _legend(axes[-1], entries)
     _save_fitted(fig, out)
     return fig
 
 
-def kl_mean_vs_rho(groups, out: Path) -> None:
-    """Mean activation of the KL-penalised layer against rho; the dashed line is y = rho."""
+def kl_mean_vs_rho(groups, out: Path):
+    """Mean activation of the KL-penalised layer against rho; the dashed line is y = rho.
+    Returns the figure."""
     from regexp.stats import mean_ci
 
     points = []
@@ -295,6 +306,7 @@ def kl_mean_vs_rho(groups, out: Path) -> None:
     ax.set_ylabel("mean activation of the KL layer")
     ax.legend(fontsize=8)
     _save(fig, out)
+    return fig
 
 
 def report_figures(groups, out: Path) -> list[tuple[str, str, object]]:
@@ -376,8 +388,9 @@ def _colors(n: int) -> list:
     return [cmap(i if n <= 10 else i / max(1, n - 1)) for i in range(n)]
 
 
-def pooled_histogram(values: np.ndarray, target: float, out: Path, title: str) -> None:
-    """A histogram of pooled activations, their mean, and the target it should approach."""
+def pooled_histogram(values: np.ndarray, target: float, out: Path, title: str):
+    """A histogram of pooled activations, their mean, and the target it should approach.
+    Returns the figure."""
     fig = _figure(6, 4)
     ax = fig.add_subplot()
     counts, edges = np.histogram(values, bins=50)
@@ -389,3 +402,4 @@ def pooled_histogram(values: np.ndarray, target: float, out: Path, title: str) -
     ax.set_ylabel("count")
     ax.legend()
     _save(fig, out)
+    return fig

@@ -405,13 +405,15 @@ CSS = (
     ".table{margin:1em 0}.table-title{font-weight:bold;margin:.3em 0}"
     ".filter{font-size:13px;padding:2px 6px;width:22em;max-width:100%}"
     ".shown{font-size:12px;color:#555;margin-left:.6em}"
-    ".scroll{overflow:auto;max-height:75vh;max-width:100%;border:1px solid #ccc;margin-top:.3em}"
+    ".scroll{overflow:auto;max-height:75vh;width:fit-content;max-width:100%;"
+    "border:1px solid #ccc;margin-top:.3em}"
     "table{border-collapse:separate;border-spacing:0;font-size:13px}"
     "td,th{border-right:1px solid #ddd;border-bottom:1px solid #ddd;padding:3px 6px;"
     "text-align:right;white-space:nowrap;background:#fff}"
     "th{position:sticky;top:0;z-index:1;background:#f2f2f2;cursor:pointer;user-select:none}"
     "th:first-child,td:first-child{position:sticky;left:0;text-align:left;z-index:1}"
-    "th:first-child{z-index:2}td.text{text-align:left}tr:hover td{background:#f6f9ff}"
+    "th:first-child{z-index:2}.text,td[class^=verdict]{text-align:left}"
+    "tr:hover td{background:#f6f9ff}"
     "th[aria-sort=ascending]::after{content:' \\25B2'}"
     "th[aria-sort=descending]::after{content:' \\25BC'}"
     "td.ci{font-variant-numeric:tabular-nums}"
@@ -455,7 +457,7 @@ SCRIPT = """
         order.sort(function (a, b) {
           var x = keys[a], y = keys[b];
           if (x === '' || y === '') { return (x === '') - (y === '') || a - b; }
-          var c = numeric ? Number(x) - Number(y) : x.localeCompare(y, undefined, {numeric: true});
+          var c = numeric ? Number(x) - Number(y) : (x < y ? -1 : x > y ? 1 : 0);
           return (down ? -c : c) || a - b;
         });
         order.forEach(function (i) { body.appendChild(rows[i]); });
@@ -474,6 +476,7 @@ SCRIPT = """
 })();
 """
 
+LEFT = " class='text'"  # a column of words, aligned left
 VERDICT_CLASS = {"better": "verdict-better", "worse": "verdict-worse"}
 
 
@@ -563,7 +566,11 @@ def _cells(frame: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, Any, st
 def html_table(frame: pd.DataFrame, title: str | None = None) -> str:
     """A table in its box: title, filter box, row count, and the table, scrolling."""
     names, rows = _cells(frame)
-    head = "".join(f'<th scope="col">{html.escape(n)}</th>' for n in names)
+    texts = [all(row[i][2] in ("text", "verdict") for row in rows) for i in range(len(names))]
+    head = "".join(
+        f"<th scope='col'{LEFT if text else ''}>{html.escape(n)}</th>"
+        for n, text in zip(names, texts, strict=True)
+    )
     lines = []
     for row in rows:
         cells = []
