@@ -356,7 +356,9 @@ class Document:
         self.blocks.append(("p", text))
 
     def table(self, frame: pd.DataFrame, title: str | None = None) -> None:
-        self.blocks.append(("table", frame, title))
+        if title:
+            self.heading(title)
+        self.blocks.append(("table", frame))
 
     def image(self, path: Path, caption: str) -> None:
         self.blocks.append(("img", path, caption))
@@ -372,9 +374,8 @@ class Document:
                 md.append(block[1] + "\n")
                 body.append(f"<p>{html.escape(block[1])}</p>")
             elif kind == "table":
-                frame, title = block[1], block[2]
-                md.append((f"**{title}**\n\n" if title else "") + markdown_table(frame))
-                body.append(html_table(frame, title))
+                md.append(markdown_table(block[1]))
+                body.append(html_table(block[1]))
             else:
                 path, caption = block[1], block[2]
                 md.append(f"![{caption}]({path.relative_to(self.out)})\n")
@@ -402,7 +403,7 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 
 CSS = (
     "body{font-family:sans-serif;max-width:1500px;margin:1em auto;padding:0 1em;color:#222}"
     "h1{font-size:1.5em}h2{font-size:1.25em;margin-top:1.5em}p{max-width:60em}"
-    ".table{margin:1em 0}.table-title{font-weight:bold;margin:.3em 0}"
+    ".table{margin:1em 0}"
     ".filter{font-size:13px;padding:2px 6px;width:22em;max-width:100%}"
     ".shown{font-size:12px;color:#555;margin-left:.6em}"
     ".scroll{overflow:auto;max-height:75vh;width:fit-content;max-width:100%;"
@@ -563,8 +564,9 @@ def _cells(frame: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, Any, st
     return [name for name, _ in layout], rows
 
 
-def html_table(frame: pd.DataFrame, title: str | None = None) -> str:
-    """A table in its box: title, filter box, row count, and the table, scrolling."""
+def html_table(frame: pd.DataFrame) -> str:
+    """A table in its box: a filter box, the count of rows shown, and the table in a box
+    that scrolls when it is wider or longer than the window."""
     names, rows = _cells(frame)
     texts = [all(row[i][2] in ("text", "verdict") for row in rows) for i in range(len(names))]
     head = "".join(
@@ -583,12 +585,9 @@ def html_table(frame: pd.DataFrame, title: str | None = None) -> str:
             attrs += f' class="{cls}"' if cls else ""
             cells.append(f"<td{attrs}>{html.escape(text)}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
-    label = f"filter the rows of {title}" if title else "filter the rows"
-    caption = f'<div class="table-title">{html.escape(title)}</div>' if title else ""
     return (
-        f'<div class="table">{caption}'
-        f'<input class="filter" type="search" placeholder="filter rows: type words" '
-        f'aria-label="{html.escape(label)}"><span class="shown"></span>'
+        '<div class="table"><input class="filter" type="search" placeholder="filter rows: '
+        'type words" aria-label="filter the rows"><span class="shown"></span>'
         f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>'
         + "\n".join(lines)
         + "</tbody></table></div></div>"
