@@ -218,3 +218,45 @@ def test_the_filter_box_hides_rows_that_do_not_match(page, report):
     box.clear()
     box.send_keys(" ")  # clear() fires no input event; a blank filter shows every row
     assert len(_rows(page)) == len(table)
+
+
+def test_ci_triples_are_one_cell_in_markdown_and_html(tmp_path):
+    """No browser needed: the page's and report.md's text of a small table."""
+    from regexp.report import Document, markdown_table
+
+    frame = pd.DataFrame({
+        "group": ["l1", "none"], "n": [3, 1],
+        "test_accuracy": [0.83612, 0.8], "test_accuracy_ci_low": [0.81634, float("nan")],
+        "test_accuracy_ci_high": [0.85521, float("nan")],
+        "test_accuracy_diff": [0.0312, None], "test_accuracy_diff_ci_low": [0.0101, None],
+        "test_accuracy_diff_ci_high": [0.0523, None], "test_accuracy_verdict": ["better", None],
+    })  # fmt: skip
+    lines = markdown_table(frame).splitlines()
+    assert lines[0] == "| group | n | test_accuracy | test_accuracy_diff | test_accuracy_verdict |"
+    assert lines[2] == "| l1 | 3 | 0.836 [0.816, 0.855] | 0.031 [0.010, 0.052] | better |"
+    assert lines[3] == "| none | 1 | 0.8 | - | - |"  # one run: no interval
+    doc = Document("t", tmp_path)
+    doc.table(frame, title="Groups")
+    doc.write()
+    page = (tmp_path / "report.html").read_text()
+    assert "<h2>Groups</h2>" in page
+    assert '<td data-sort="0.83612" class="ci">0.836 [0.816, 0.855]</td>' in page
+    assert '<td class="verdict-better">better</td>' in page
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", page)  # nothing fetched
+    assert list(frame.columns)[2:5] == ["test_accuracy", "test_accuracy_ci_low",
+                                        "test_accuracy_ci_high"]  # fmt: skip
+
+
+def test_chromium_that_cannot_be_installed_is_a_skip_with_the_reason(tmp_path, monkeypatch):
+    failing = tmp_path / "chromium.sh"
+    said = "chromium.sh: apt-get install chromium chromium-driver failed: E: Unable to locate"
+    failing.write_text(f"#!/bin/sh\necho 'Reading package lists' >&2\necho '{said}' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setattr("tests.test_browser.SCRIPT", failing)
+    monkeypatch.delenv("REGEXP_BROWSER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=f"^Chromium unavailable: {said}$"):
+        chromium()
+    monkeypatch.setattr("tests.test_browser.SCRIPT", tmp_path / "missing.sh")
+    with pytest.raises(pytest.skip.Exception, match="^Chromium unavailable: FileNotFoundError"):
+        chromium()
