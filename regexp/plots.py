@@ -4,18 +4,23 @@ A sweep writes hundreds of these, so each figure is built once per process and r
 a new run only swaps in its data (``set_data``), rescales and saves. Histograms are one
 ``stairs`` artist, and the data scatter, identical for every run on the same split, is
 drawn once and copied.
+
+Every axis is labelled. A report figure's confidence band is clipped to its metric's
+range (``tasks.bounds``: accuracy in [0, 1], R² <= 1, losses and MAE >= 0), and its
+legend stands outside the axes, to the right, with one entry per group (``_legend``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from regexp.tasks import direction
+from regexp.tasks import bounds, direction
 
 PNG = {"compress_level": 1}  # fast to write; a few KB larger
 _figures: dict[tuple, tuple] = {}
@@ -44,8 +49,9 @@ def _curves_figure(metric: str) -> tuple:
     return fig, ax, lines
 
 
-def curves(history: pd.DataFrame, out: Path, metric: str, title: str) -> None:
-    """Train and validation ``metric`` per epoch; for losses, the data loss dashed."""
+def curves(history: pd.DataFrame, out: Path, metric: str, title: str):
+    """Train and validation ``metric`` per epoch; for losses, the data loss dashed.
+    Returns the figure (reused by the next call)."""
     key = ("curves", metric)
     if key not in _figures:
         _figures[key] = _curves_figure(metric)
@@ -59,19 +65,24 @@ def curves(history: pd.DataFrame, out: Path, metric: str, title: str) -> None:
     ax.autoscale_view()
     ax.set_title(title)
     fig.savefig(out, pil_kwargs=PNG)
+    return fig
 
 
 def _activations_figure(n: int) -> tuple:
     width = max(5.0, 3.2 * n)
-    fig = _figure(width, 3.2, left=1.2 / width, wspace=0.35, bottom=0.12, top=0.8)
+    fig = _figure(width, 3.4, left=1.2 / width, wspace=0.4, bottom=0.16, top=0.8)
     axes = fig.subplots(1, n, squeeze=False)[0]
     bars = [ax.stairs([0.0], [0.0, 1.0], fill=True, color="tab:gray") for ax in axes]
     notes = [ax.text(0.95, 0.95, "", transform=ax.transAxes, ha="right", va="top") for ax in axes]
+    for ax in axes:
+        ax.set_xlabel("activation value")
+        ax.set_ylabel("count")
     return fig, axes, bars, notes
 
 
-def activations(acts: dict[str, np.ndarray], out: Path, title: str) -> None:
-    """One histogram per activity-regularized layer, its mean written on it."""
+def activations(acts: dict[str, np.ndarray], out: Path, title: str):
+    """One histogram per activity-regularized layer, its mean written on it. Returns the
+    figure (reused by the next call)."""
     key = ("activations", len(acts))
     if key not in _figures:
         _figures[key] = _activations_figure(len(acts))
@@ -86,83 +97,136 @@ def activations(acts: dict[str, np.ndarray], out: Path, title: str) -> None:
         ax.autoscale_view()
     fig.suptitle(title)
     fig.savefig(out, pil_kwargs=PNG)
+    return fig
 
 
-def scatter(x: np.ndarray, labels: np.ndarray, out: Path, title: str) -> None:
-    """The data coloured by class (2-D datasets)."""
+def scatter(x: np.ndarray, labels: np.ndarray, out: Path, title: str):
+    """The data coloured by class (2-D datasets). Returns the figure, or None when the
+    same picture was drawn before and is copied."""
     digest = hashlib.sha1(x.tobytes() + labels.tobytes() + title.encode()).hexdigest()
     done = _scatters.get(digest)
     if done is not None and done.is_file():
         shutil.copyfile(done, out)
-        return
+        return None
     fig = _figure(5, 5)
     ax = fig.add_subplot()
     ax.scatter(x[:, 0], x[:, 1], c=labels, cmap="coolwarm", s=40, alpha=0.5)
+    ax.set_xlabel("feature 1")
+    ax.set_ylabel("feature 2")
     ax.set_title(title)
     fig.savefig(out, pil_kwargs=PNG)
     _scatters[digest] = Path(out)
+    return fig
 
 
 # --- report figures: groups of runs, means with 95 % t bands ----------------------
 
 
-def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and 95 % t interval along axis 0 (runs); no band for a single run."""
+def _band(values: np.ndarray, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and 95 % t interval along axis 0 (runs), the interval clipped to ``column``'s
+    range (``tasks.bounds``); no band for a single run."""
     from scipy import stats
 
     mean = values.mean(axis=0)
     if len(values) < 2:
         return mean, mean, mean
     half = stats.t.ppf(0.975, len(values) - 1) * values.std(axis=0, ddof=1) / np.sqrt(len(values))
-    return mean, mean - half, mean + half
+    return mean, *_clip(mean - half, mean + half, column)
+
+
+def _clip(low, high, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """An interval's ends clipped to ``column``'s range: accuracy to [0, 1], ..."""
+    lo, hi = bounds(column)
+    return np.clip(np.asarray(low, float), lo, hi), np.clip(np.asarray(high, float), lo, hi)
 
 
 def _save(fig, out: Path) -> None:
     fig.savefig(out, pil_kwargs=PNG)
 
 
-def curve_bands(groups, columns: tuple[str, str], out: Path, ylabel: str) -> None:
-    """Train (solid) and validation (dashed) curves per group, mean with 95 % band."""
-    fig = _figure(9, 4.5, left=0.08, right=0.66)
+def _save_fitted(fig, out: Path) -> None:
+    """Saved with the canvas grown or cropped to what is drawn: a legend outside the axes."""
+    fig.savefig(out, pil_kwargs=PNG, bbox_inches="tight", pad_inches=0.1)
+
+
+LEGEND_MAX = 30  # entries a legend lists; a note counts the others
+
+
+def _legend(where, entries: list, styles: list = (), title: str | None = None, **anchor):
+    """A legend beside the axes ``where``, to its right, readable with many groups:
+    ``entries`` (handle, label), one per group, then ``styles`` (train solid, validation
+    dashed); labels wrapped at 32 characters, a smaller font and two columns as entries
+    grow, and at most ``LEGEND_MAX`` entries: past that, "... and k more (see the tables)"
+    stands for the groups left out."""
+    from matplotlib.lines import Line2D
+
+    entries, styles = list(entries), list(styles)
+    room = LEGEND_MAX - len(styles)
+    if len(entries) > room:
+        rest = len(entries) - (room - 1)
+        entries = [
+            *entries[: room - 1],
+            (Line2D([], [], ls="none"), f"... and {rest} more (see the tables)"),
+        ]
+    entries += styles
+    n = len(entries)
+    size = 8 if n <= 10 else 7 if n <= 20 else 6
+    handles = [h for h, _ in entries]
+    labels = [textwrap.fill(str(label), 32, subsequent_indent="  ") for _, label in entries]
+    place = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), **anchor}
+    return where.legend(handles, labels, fontsize=size, ncol=1 if n <= 16 else 2,
+                        title=title, title_fontsize=size, frameon=False, **place)  # fmt: skip
+
+
+def curve_bands(groups, columns: tuple[str, str], out: Path, ylabel: str):
+    """Train (solid) and validation (dashed) curves per group, mean with 95 % band
+    (clipped to the series' range); returns the figure."""
+    fig = _figure(7.5, 4.5, left=0.1, right=0.97)
     ax = fig.add_subplot()
-    _draw_bands(ax, groups, columns, ylabel)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
-    _save(fig, out)
+    _legend(ax, *_draw_bands(ax, groups, columns, ylabel))
+    _save_fitted(fig, out)
+    return fig
 
 
-def side_by_side(panels: list, columns: tuple[str, str], out: Path, ylabel: str) -> None:
-    """One panel per (title, groups), sharing the y axis: e.g. baseline | regularized."""
+def side_by_side(panels: list, columns: tuple[str, str], out: Path, ylabel: str):
+    """One panel per (title, groups), sharing the y axis: e.g. baseline | regularized;
+    each panel's legend below it. Returns the figure."""
     fig = _figure(5 * len(panels), 4, left=0.07, right=0.98, wspace=0.15)
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for ax, (title, groups) in zip(axes, panels, strict=True):
-        _draw_bands(ax, groups, columns, ylabel)
+        entries, styles = _draw_bands(ax, groups, columns, ylabel)
         ax.set_title(title)
-        ax.legend(fontsize=7)
-    _save(fig, out)
+        _legend(ax, entries, styles, loc="upper center", bbox_to_anchor=(0.5, -0.15))
+    _save_fitted(fig, out)
+    return fig
 
 
-def _draw_bands(ax, groups, columns: tuple[str, str], ylabel: str) -> None:
-    colors = _colors(len(groups))
-    for g, color in zip(groups, colors, strict=True):
+def _draw_bands(ax, groups, columns: tuple[str, str], ylabel: str) -> tuple[list, list]:
+    """Each group's mean curves and clipped 95 % bands; the legend's entries (handle,
+    label), one colour per group, and its two line styles."""
+    from matplotlib.lines import Line2D
+
+    entries = []
+    for g, color in zip(groups, _colors(len(groups)), strict=True):
         length = min(len(r.history) for r in g.runs)
         epochs = np.arange(1, length + 1)
         for column, style in zip(columns, ("-", "--"), strict=True):
             values = np.stack([r.history[column].to_numpy()[:length] for r in g.runs])
-            mean, low, high = _band(values)
-            ax.plot(
-                epochs,
-                mean,
-                ls=style,
-                color=color,
-                label=f"{g.label} ({'train' if style == '-' else 'val'})",
-            )
+            mean, low, high = _band(values, column)
+            ax.plot(epochs, mean, ls=style, color=color)
             ax.fill_between(epochs, low, high, color=color, alpha=0.15, lw=0)
+        entries.append((Line2D([], [], color=color, lw=2), f"{g.label} (n={len(g.runs)})"))
+    styles = [(Line2D([], [], color="k", ls="-"), "train"),
+              (Line2D([], [], color="k", ls="--"), "validation")]  # fmt: skip
     ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(ylabel)
+    return entries, styles
 
 
-def metric_vs_lambda(groups, metric: str, out: Path) -> None:
-    """``metric`` against reg.lam (log axis) for each family of groups, with 95 % bands."""
+def metric_vs_lambda(groups, metric: str, out: Path):
+    """``metric`` against reg.lam (log axis) for each family of groups, with 95 % bands
+    clipped to the metric's range; returns the figure."""
     from regexp.stats import mean_ci
 
     fig = _figure(6, 4)
@@ -172,37 +236,50 @@ def metric_vs_lambda(groups, metric: str, out: Path) -> None:
         lam = g.config.get("reg.lam")
         if isinstance(lam, (int, float)) and lam > 0:
             families.setdefault(str(g.config.get("reg.name")), []).append((lam, g))
+    entries = []
     for (name, members), color in zip(families.items(), _colors(len(families)), strict=True):
         members.sort(key=lambda m: m[0])
         lams = [m[0] for m in members]
         cis = np.array([mean_ci(g.values(metric)) for _, g in members])
-        ax.plot(lams, cis[:, 0], "o-", color=color, label=name)
-        ax.fill_between(lams, cis[:, 1], cis[:, 2], color=color, alpha=0.2, lw=0)
+        entries.append((ax.plot(lams, cis[:, 0], "o-", color=color)[0], name))
+        low, high = _clip(cis[:, 1], cis[:, 2], metric)
+        ax.fill_between(lams, low, high, color=color, alpha=0.2, lw=0)
     ax.set_xscale("log")
     ax.set_xlabel("reg.lam")
     ax.set_ylabel(metric)
-    ax.legend(fontsize=8)
-    _save(fig, out)
+    _legend(ax, entries, title="reg.name")
+    _save_fitted(fig, out)
+    return fig
 
 
-def activation_histograms(groups, out: Path) -> None:
-    """Test-split activations of each hidden layer, one density outline per group."""
+def activation_histograms(groups, out: Path):
+    """Test-split activations of each hidden layer, one density outline per group;
+    returns the figure."""
+    from matplotlib.lines import Line2D
+
     layers = sorted({k for g in groups for r in g.runs for k in _npz(r)}, key=_layer_order)
     fig = _figure(max(5.0, 3.2 * len(layers)), 3.4, left=0.06, wspace=0.3, top=0.85, right=0.98)
     axes = fig.subplots(1, len(layers), squeeze=False)[0]
+    entries = []
     for g, color in zip(groups, _colors(len(groups)), strict=True):
         for ax, layer in zip(axes, layers, strict=True):
             values = [_npz(r)[layer].ravel() for r in g.runs if layer in _npz(r)]
             if values:
                 counts, edges = np.histogram(np.concatenate(values), bins=40, density=True)
-                ax.stairs(counts, edges, color=color, label=g.label)
-                ax.set_title(layer)
-    axes[0].legend(fontsize=6)
-    _save(fig, out)
+                ax.stairs(counts, edges, color=color)
+        entries.append((Line2D([], [], color=color), g.label))
+    for ax, layer in zip(axes, layers, strict=True):
+        ax.set_title(layer)
+        ax.set_xlabel("activation value")
+    axes[0].set_ylabel("density")
+    _legend(axes[-1], entries)
+    _save_fitted(fig, out)
+    return fig
 
 
-def kl_mean_vs_rho(groups, out: Path) -> None:
-    """Mean activation of the KL-penalised layer against rho; the dashed line is y = rho."""
+def kl_mean_vs_rho(groups, out: Path):
+    """Mean activation of the KL-penalised layer against rho; the dashed line is y = rho.
+    Returns the figure."""
     from regexp.stats import mean_ci
 
     points = []
@@ -229,6 +306,7 @@ def kl_mean_vs_rho(groups, out: Path) -> None:
     ax.set_ylabel("mean activation of the KL layer")
     ax.legend(fontsize=8)
     _save(fig, out)
+    return fig
 
 
 def report_figures(groups, out: Path) -> list[tuple[str, str, object]]:
@@ -310,8 +388,9 @@ def _colors(n: int) -> list:
     return [cmap(i if n <= 10 else i / max(1, n - 1)) for i in range(n)]
 
 
-def pooled_histogram(values: np.ndarray, target: float, out: Path, title: str) -> None:
-    """A histogram of pooled activations, their mean, and the target it should approach."""
+def pooled_histogram(values: np.ndarray, target: float, out: Path, title: str):
+    """A histogram of pooled activations, their mean, and the target it should approach.
+    Returns the figure."""
     fig = _figure(6, 4)
     ax = fig.add_subplot()
     counts, edges = np.histogram(values, bins=50)
@@ -319,6 +398,8 @@ def pooled_histogram(values: np.ndarray, target: float, out: Path, title: str) -
     ax.axvline(values.mean(), color="tab:red", label=f"mean {values.mean():.4f}")
     ax.axvline(target, color="k", ls="--", label=f"rho = {target}")
     ax.set_title(title)
-    ax.set_xlabel("activation")
+    ax.set_xlabel("activation value")
+    ax.set_ylabel("count")
     ax.legend()
     _save(fig, out)
+    return fig

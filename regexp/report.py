@@ -407,7 +407,15 @@ def verdict(metric: str, mean_diff: float, p_holm: float) -> str:
 
 
 class Document:
-    """Headings, paragraphs, tables and images, rendered as Markdown and as HTML."""
+    """Headings, paragraphs, tables and images, rendered as Markdown and as HTML.
+
+    The HTML page is one self-contained file: images embedded, one inline style sheet
+    and one small inline script (``SCRIPT``), nothing fetched (its Content-Security-Policy
+    forbids it). Every table is sortable by clicking a header and filtered by the text
+    box above it, and scrolls inside its own box when wider or longer than the screen.
+    A column ``X`` with ``X_ci_low`` and ``X_ci_high`` beside it is one cell
+    ``0.836 [0.816, 0.855]`` (``ci_cells``); a verdict cell is coloured by its word.
+    """
 
     def __init__(self, title: str, out: Path):
         self.title, self.out, self.blocks = title, out, []
@@ -438,43 +446,234 @@ class Document:
                 body.append(f"<p>{html.escape(block[1])}</p>")
             elif kind == "table":
                 md.append(markdown_table(block[1]))
-                body.append(block[1].to_html(index=False, float_format=_fmt, na_rep="-"))
+                body.append(html_table(block[1]))
             else:
                 path, caption = block[1], block[2]
                 md.append(f"![{caption}]({path.relative_to(self.out)})\n")
                 data = base64.b64encode(path.read_bytes()).decode()
                 body.append(
-                    f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
-                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                    f'<figure><img src="data:image/png;base64,{data}" '
+                    f'alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}'
+                    "</figcaption></figure>"
                 )
         (self.out / "report.md").write_text("\n".join(md))
         (self.out / "report.html").write_text(
-            "<!doctype html><html><head><meta charset='utf-8'>"
+            "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
+            "<link rel='icon' href='data:,'>"
             f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head><body>"
             + "\n".join(body)
-            + "</body></html>"
+            + f"<script>{SCRIPT}</script></body></html>"
         )
 
 
+# nothing leaves the page: images are data: URLs, style and script inline
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
 CSS = (
-    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-    "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
-    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-    "img{max-width:100%}figcaption{font-size:12px;color:#555}"
+    "body{font-family:sans-serif;max-width:1500px;margin:1em auto;padding:0 1em;color:#222}"
+    "h1{font-size:1.5em}h2{font-size:1.25em;margin-top:1.5em}p{max-width:60em}"
+    ".table{margin:1em 0}"
+    ".filter{font-size:13px;padding:2px 6px;width:22em;max-width:100%}"
+    ".shown{font-size:12px;color:#555;margin-left:.6em}"
+    ".scroll{overflow:auto;max-height:75vh;width:fit-content;max-width:100%;"
+    "border:1px solid #ccc;margin-top:.3em}"
+    "table{border-collapse:separate;border-spacing:0;font-size:13px}"
+    "td,th{border-right:1px solid #ddd;border-bottom:1px solid #ddd;padding:3px 6px;"
+    "text-align:right;white-space:nowrap;background:#fff}"
+    "th{position:sticky;top:0;z-index:1;background:#f2f2f2;cursor:pointer;user-select:none}"
+    "th:first-child,td:first-child{position:sticky;left:0;text-align:left;z-index:1}"
+    "th:first-child{z-index:2}.text,td[class^=verdict]{text-align:left}"
+    "tr:hover td{background:#f6f9ff}"
+    "th[aria-sort=ascending]::after{content:' \\25B2'}"
+    "th[aria-sort=descending]::after{content:' \\25BC'}"
+    "td.ci{font-variant-numeric:tabular-nums}"
+    "td.verdict-better{background:#d9f2d9;color:#0a5c0a;font-weight:bold}"
+    "td.verdict-worse{background:#f9dcdc;color:#8a1010;font-weight:bold}"
+    "td.verdict-none{color:#666}"
+    "figure{margin:1em 0}img{max-width:100%;height:auto}"
+    "figcaption{font-size:12px;color:#555}"
 )
+
+# Sorting: a click on a header sorts by that column, again reverses; numbers (a cell's
+# data-sort, the mean of a CI cell) sort as numbers, blanks last. Filtering: a row stays
+# when it contains every word typed in the box above its table, in any cell.
+SCRIPT = """
+(function () {
+  function key(td) {
+    var v = td.getAttribute('data-sort');
+    return v === null ? td.textContent.trim() : v;
+  }
+  document.querySelectorAll('div.table').forEach(function (box) {
+    var table = box.querySelector('table'), body = table.tBodies[0];
+    var input = box.querySelector('input.filter'), shown = box.querySelector('.shown');
+    var total = body.rows.length;
+    function count() {
+      var n = 0;
+      for (var r of body.rows) { if (!r.hidden) { n++; } }
+      shown.textContent = n + ' of ' + total + ' rows';
+    }
+    table.querySelectorAll('thead th').forEach(function (th, col) {
+      th.title = 'click to sort';
+      th.addEventListener('click', function () {
+        var down = th.getAttribute('aria-sort') === 'ascending';
+        table.querySelectorAll('thead th').forEach(function (h) {
+          h.removeAttribute('aria-sort');
+        });
+        th.setAttribute('aria-sort', down ? 'descending' : 'ascending');
+        var rows = Array.from(body.rows);
+        var keys = rows.map(function (r) { return key(r.cells[col]); });
+        var numeric = keys.every(function (k) { return k === '' || !isNaN(Number(k)); });
+        var order = rows.map(function (r, i) { return i; });
+        order.sort(function (a, b) {
+          var x = keys[a], y = keys[b];
+          if (x === '' || y === '') { return (x === '') - (y === '') || a - b; }
+          var c = numeric ? Number(x) - Number(y) : (x < y ? -1 : x > y ? 1 : 0);
+          return (down ? -c : c) || a - b;
+        });
+        order.forEach(function (i) { body.appendChild(rows[i]); });
+      });
+    });
+    input.addEventListener('input', function () {
+      var words = input.value.toLowerCase().split(/\\s+/).filter(Boolean);
+      for (var r of body.rows) {
+        var text = r.textContent.toLowerCase();
+        r.hidden = !words.every(function (w) { return text.indexOf(w) >= 0; });
+      }
+      count();
+    });
+    count();
+  });
+})();
+"""
+
+LEFT = " class='text'"  # a column of words, aligned left
+VERDICT_CLASS = {"better": "verdict-better", "worse": "verdict-worse"}
 
 
 def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "-" if math.isnan(v) else f"{v:.4g}"
+    """A cell's text: floats to 4 significant digits, blanks (None, NaN) as ``-``."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.4g}"
     return str(v)
 
 
+def _blank(v: Any) -> bool:
+    return v is None or (isinstance(v, (float, np.floating)) and math.isnan(v))
+
+
+def ci_decimals(mean: float, low: float, high: float) -> int | None:
+    """Decimals that show an interval's width to two significant digits (at least two
+    decimals) and its mean to at most four: 0.836 [0.816, 0.855]. None for an interval
+    of no width (one run, or all runs equal)."""
+    width = high - low
+    if not (width > 0 and math.isfinite(width)):
+        return None
+    most = 3 - math.floor(math.log10(abs(mean))) if mean else 4
+    return max(0, min(most, max(1 - math.floor(math.log10(width)), 2), 6))
+
+
+def ci_text(mean: Any, low: Any, high: Any, decimals: int | None = None) -> str:
+    """``0.836 [0.816, 0.855]`` with ``decimals`` (by default ``ci_decimals``'); the
+    mean alone when the interval is blank (one run)."""
+    if _blank(mean):
+        return "-"
+    if _blank(low) or _blank(high):
+        return _fmt(float(mean))
+    d = decimals if decimals is not None else ci_decimals(mean, low, high)
+    if d is None:
+        return f"{_fmt(float(mean))} [{_fmt(float(low))}, {_fmt(float(high))}]"
+    return f"{mean:.{d}f} [{low:.{d}f}, {high:.{d}f}]"
+
+
+def ci_cells(columns: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """The shown columns: (name, the frame's columns it is made of). A column ``X``
+    followed by ``X_ci_low`` and ``X_ci_high`` (or by ``ci_low`` and ``ci_high``, as
+    ``mean_diff`` is) makes one cell; every other column is itself."""
+    shown, i = [], 0
+    while i < len(columns):
+        name = columns[i]
+        ends = [f"{name}_ci_low", f"{name}_ci_high"], ["ci_low", "ci_high"]
+        if any(columns[i + 1 : i + 3] == pair for pair in ends):
+            shown.append((name, (name, *columns[i + 1 : i + 3])))
+            i += 3
+        else:
+            shown.append((name, (name,)))
+            i += 1
+    return shown
+
+
+def _cells(frame: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, Any, str]]]]:
+    """Header names, and per row (text, sort key or None, kind: ci, number, verdict,
+    text) for each shown column."""
+    layout = ci_cells([str(c) for c in frame.columns])
+    records = frame.astype(object).to_dict("records")
+    decimals = {}  # one per CI column, so that its numbers line up: its widest need
+    for name, parts in layout:
+        if len(parts) == 3:
+            found = [ci_decimals(*(float(r[p]) for p in parts)) for r in records]
+            decimals[name] = max((d for d in found if d is not None), default=None)
+    rows = []
+    for record in records:
+        row = []
+        for name, parts in layout:
+            values = [record[p] for p in parts]
+            v = values[0]
+            if len(parts) == 3:
+                key = None if _blank(v) else repr(float(v))
+                row.append((ci_text(*values, decimals[name]), key, "ci"))
+            elif name == "verdict" or name.endswith("_verdict"):
+                row.append((_fmt(v), None, "verdict"))
+            elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+                row.append((_fmt(v), "" if _blank(v) else repr(float(v)), "number"))
+            else:
+                row.append((_fmt(v), "" if _blank(v) else None, "text"))
+        rows.append(row)
+    return [name for name, _ in layout], rows
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    """A table in its box: a filter box, the count of rows shown, and the table in a box
+    that scrolls when it is wider or longer than the window."""
+    names, rows = _cells(frame)
+    texts = [all(row[i][2] in ("text", "verdict") for row in rows) for i in range(len(names))]
+    head = "".join(
+        f"<th scope='col'{LEFT if text else ''}>{html.escape(n)}</th>"
+        for n, text in zip(names, texts, strict=True)
+    )
+    lines = []
+    for row in rows:
+        cells = []
+        for text, key, kind in row:
+            attrs = "" if key is None else f' data-sort="{html.escape(key)}"'
+            if kind == "verdict":
+                cls = VERDICT_CLASS.get(text, "verdict-none" if text != "-" else "")
+            else:
+                cls = kind if kind in ("ci", "text") else ""
+            attrs += f' class="{cls}"' if cls else ""
+            cells.append(f"<td{attrs}>{html.escape(text)}</td>")
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        '<div class="table"><input class="filter" type="search" placeholder="filter rows: '
+        'type words" aria-label="filter the rows"><span class="shown"></span>'
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>'
+        + "\n".join(lines)
+        + "</tbody></table></div></div>"
+    )
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
-    head = "| " + " | ".join(map(str, frame.columns)) + " |\n"
-    rule = "|" + "---|" * len(frame.columns) + "\n"
-    rows = "".join("| " + " | ".join(_fmt(v) for v in row) + " |\n" for row in frame.values)
-    return head + rule + rows
+    """A Markdown table; a CI triple is one cell ``0.836 [0.816, 0.855]``."""
+    names, rows = _cells(frame)
+    head = "| " + " | ".join(names) + " |\n"
+    rule = "|" + "---|" * len(names) + "\n"
+    body = "".join(
+        "| " + " | ".join(text.replace("|", "\\|") for text, _, _ in row) + " |\n" for row in rows
+    )
+    return head + rule + body
 
 
 # --- the report ------------------------------------------------------------------

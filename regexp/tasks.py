@@ -20,7 +20,8 @@ Each task belongs to a ``Kind``, the value of ``dataset.task``: ``classification
 what is recorded and shown: a history's series (each with a ``val_`` twin), the final
 numbers per split in ``metrics.json``, and the primary metric (accuracy; R²) that the
 progress line, the log line, the report and the plots lead with. Accuracy and R² are
-better higher, losses and MAE lower (``direction``).
+better higher, losses and MAE lower (``direction``); accuracy lies in [0, 1], R² at
+most 1, losses and MAE at least 0 (``bounds``).
 
 A task states its formulas three ways, which the tests hold equal: Keras' loss and
 metrics (the ``keras`` and ``compiled`` engines); the same on members stacked on axis 0,
@@ -33,6 +34,7 @@ Importing this module does not import TensorFlow.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +95,21 @@ def direction(column: str) -> str:
     for prefix in ("val_", "train_", "test_"):
         column = column.removeprefix(prefix)
     return "max" if column in MAXIMIZED else "min"
+
+
+# the values a series can take, where it is bounded; every other loss is >= 0 as well
+BOUNDS = {"accuracy": (0.0, 1.0), "r2": (-math.inf, 1.0), "mae": (0.0, math.inf)}
+
+
+def bounds(column: str) -> tuple[float, float]:
+    """The range of a series' values (also as ``val_r2``, ``test_accuracy``, ...):
+    accuracy in [0, 1], R² <= 1, MAE and every loss (``loss``, ``data_loss``) >= 0, so a
+    plotted confidence band is clipped to it; (-inf, inf) for any other column."""
+    for prefix in ("val_", "train_", "test_"):
+        column = column.removeprefix(prefix)
+    if column in BOUNDS:
+        return BOUNDS[column]
+    return (0.0, math.inf) if column.endswith("loss") else (-math.inf, math.inf)
 
 
 def kind_named(name: Any) -> Kind:
