@@ -4,23 +4,63 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+from regexp.errors import UserError
 
 log = logging.getLogger("regexp")
 
-HELP = """\
+
+@dataclass(frozen=True)
+class Command:
+    """One ``regexp`` command: ``call`` is ``"module:function"``, imported only when the
+    command runs, and called with the command's arguments; it returns the exit code."""
+
+    name: str
+    call: str
+    args: str  # for the usage line
+    summary: str  # one line, for `regexp --help`
+    completes: str = ""  # what its arguments complete to: OVERRIDES, FOLDERS or PATHS
+
+
+OVERRIDES, FOLDERS, PATHS = "overrides", "folders", "paths"
+
+COMMANDS = (
+    Command("run", "regexp.cli:run", "[overrides]",
+            "train one configuration; `run -m ...` sweeps (Hydra multirun)", OVERRIDES),
+    Command("check", "regexp.cli:check", "[overrides]",
+            "compose and validate a config without training (no TensorFlow)", OVERRIDES),
+    Command("list", "regexp.cli:list_main", "[--config-dir DIR]",
+            "print every config group and its options, yours included"),
+    Command("report", "regexp.report:main", "PATH...",
+            "tables, plots and statistics over runs", FOLDERS),
+    Command("verify", "regexp.verify:main", "RUN",
+            "re-run a run from its record; say whether its numbers match", FOLDERS),
+    Command("show", "regexp.inspect_runs:show_main", "RUN",
+            "a run's config changes from the defaults, metrics and files", FOLDERS),
+    Command("compare", "regexp.inspect_runs:compare_main", "RUN_A RUN_B",
+            "config differences and metric deltas of two runs", FOLDERS),
+    Command("ls", "regexp.inspect_runs:ls_main", "[FOLDER]",
+            "runs under FOLDER (default outputs/), newest first", FOLDERS),
+    # saved models (regexp/saved.py) go here, one line each, e.g.
+    # Command("predict", "regexp.saved:<function>", "RUN --data CSV --out CSV", "...", PATHS),
+)  # fmt: skip
+BY_NAME = {c.name: c for c in COMMANDS}
+
+
+def _help() -> str:
+    """`regexp --help`: the command list comes from ``COMMANDS``."""
+    width = max(len(f"{c.name} {c.args}") for c in COMMANDS) + 2
+    listed = "".join(f"  {f'{c.name} {c.args}':<{width}}{c.summary}\n" for c in COMMANDS)
+    return f"""\
 usage: regexp <command> [args]
 
 commands:
-  run [overrides]     train one configuration; `run -m ...` sweeps (Hydra multirun).
-                      `regexp run --help` lists the config groups and the full config.
-  check [overrides]   compose and validate a config without training (no TensorFlow).
-  list                print every config group and its options.
-  report PATH...      tables, plots and statistics over runs (`report --help`).
-  verify RUN          re-run a run from its record; say whether its numbers match.
-  show RUN            a run's config changes from the defaults, metrics and files.
-  compare RUN_A RUN_B config differences and metric deltas of two runs.
-  ls [FOLDER]         runs under FOLDER (default outputs/), newest first.
+{listed}
+`regexp <command> --help` says more; `regexp run --help` lists the config groups and the
+full config. Your own recipes: `regexp run --config-dir DIR reg=mine` takes DIR/reg/*.yaml,
+DIR/experiment/*.yaml, ... (so do check and list). Tab completion: see the README.
 
 examples:
   regexp run reg=l1_activity
@@ -37,75 +77,209 @@ MULTIRUN = ("-m", "--multirun")
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(HELP, end="")
+        print(_help(), end="")
         return 0
     command, rest = argv[0], argv[1:]
-    if command == "run":
-        return run(rest)
     if command in ("-sc", "--shell-completion"):  # Hydra's completion calls `regexp -sc ...`
-        import os
-
-        line = os.environ.get("COMP_LINE", "").split(" ")
-        if len(line) > 1 and line[1] == "run":
-            os.environ["COMP_LINE"] = " ".join(line[:1] + line[2:])
-            os.environ["COMP_POINT"] = str(max(0, int(os.environ.get("COMP_POINT", 0)) - 4))
-        return run(argv)
-    if command == "list":
-        print(list_groups(), end="")
-        return 0
-    if command == "check":
-        return check(rest)
-    if command in ("show", "compare", "ls"):
-        from regexp.inspect_runs import main as inspect
-
-        return inspect(command, rest)
-    if command == "verify":
-        from regexp.verify import main as verify
-
-        return verify(rest)
-    if command == "report":
-        from regexp.report import main as report
-
-        return report(rest)
+        if rest and rest[0].startswith("query="):
+            return complete(rest[0].partition("=")[2])
+        return run(argv)  # install=bash, uninstall=bash: Hydra's scripts
     if command in ("-V", "--version"):
         from regexp import __version__
 
         print(f"regexp {__version__}")
         return 0
-    accepted = "run, check, list, report, verify, show, compare or ls"
-    print(f"regexp: error: unknown command {command!r}; expected {accepted}", file=sys.stderr)
-    return 2
+    if command not in BY_NAME:
+        import difflib
+
+        close = difflib.get_close_matches(command, BY_NAME, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        accepted = ", ".join(BY_NAME)
+        print(f"regexp: error: unknown command {command!r}{hint} (expected one of {accepted})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    from importlib import import_module
+
+    module, _, function = BY_NAME[command].call.partition(":")
+    try:
+        return getattr(import_module(module), function)(rest)
+    except SystemExit as e:  # argparse's --help (0) and usage errors (2)
+        return e.code if isinstance(e.code, int) else int(e.code is not None)
 
 
-def list_groups() -> str:
-    """Each config group with its options, the default marked with ``*``."""
+def list_main(argv: list[str]) -> int:
+    """``regexp list``: every config group's options, a user's folders' included."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="regexp list",
+        description="Print every config group and its options (* = the default). Options "
+        "from your own folders are listed after regexp's, with the folder.",
+        epilog="The folders are the ones `regexp run` would search with the same flags: "
+        "`regexp list --config-dir my_recipes` or `regexp list hydra.searchpath=[file://my_recipes]`.",
+    )  # fmt: skip
+    parser.add_argument("-cd", "--config-dir", metavar="DIR",
+                        help="your own recipes: DIR/reg/*.yaml, DIR/experiment/*.yaml")  # fmt: skip
+    parser.add_argument("searchpath", nargs="*", metavar="hydra.searchpath=[DIR,...]",
+                        help="more recipe folders, as Hydra's override")  # fmt: skip
+    args = parser.parse_args(argv)
+    other = [a for a in args.searchpath if not a.lstrip("+").startswith("hydra.searchpath=")]
+    if other:
+        return _fail(UserError(f"list takes --config-dir DIR and hydra.searchpath=[DIR,...]; "
+                               f"got {' '.join(other)}"))  # fmt: skip
+    try:
+        print(list_groups(args.config_dir, args.searchpath), end="")
+    except UserError as e:
+        return _fail(e)
+    return 0
+
+
+def list_groups(config_dir: str | Path | None = None, searchpath: list[str] = ()) -> str:
+    """Each config group with its options, the default marked with ``*``; a user's options
+    on a line of their own under their group, with their folder."""
     from omegaconf import OmegaConf
 
+    from regexp import compose
     from regexp.paths import CONF as conf
 
+    folder, _ = compose.config_dir(
+        ["--config-dir", str(config_dir)] if config_dir is not None else []
+    )
     defaults = {}
     for entry in OmegaConf.load(conf / "config.yaml").get("defaults", []):
         if hasattr(entry, "items"):
             defaults.update({str(k): v for k, v in entry.items()})
     lines = []
-    for group in sorted(p for p in conf.iterdir() if p.is_dir() and p.name != "hydra"):
-        options = sorted(f.stem for f in group.glob("*.yaml"))
-        marked = [f"{o}*" if o == defaults.get(group.name) else o for o in options]
-        lines.append(f"{group.name}: {' '.join(marked)}")
+    for group, options in compose.group_options(folder, list(searchpath)).items():
+        ours = [o.name for o in options if not o.users]
+        marked = [f"{o}*" if o == defaults.get(group) else o for o in ours]
+        lines.append(f"{group}: {' '.join(marked)}".rstrip())
+        folders = dict.fromkeys(o.folder for o in options if o.users)
+        for where in folders:
+            shown = [o.name for o in options if o.users and o.folder == where and not o.hidden]
+            hidden = [o.name for o in options if o.users and o.folder == where and o.hidden]
+            if shown:
+                lines.append(f"  yours, from {where}: {' '.join(shown)}")
+            if hidden:
+                lines.append(f"  hidden, from {where} (an earlier folder has the same name; "
+                             f"rename yours): {' '.join(hidden)}")  # fmt: skip
     return "\n".join(lines) + "\n(* = default)\n"
+
+
+CHECK_HELP = """\
+usage: regexp check [--config-dir DIR] [-m] [overrides]
+
+Compose and validate the config that `regexp run [overrides]` would train, then stop: no
+training and no TensorFlow. With -m, every job of the sweep. --config-dir DIR and
+hydra.searchpath=[DIR] add your own recipe folders, as for `regexp run`.
+
+examples:
+  regexp check experiment=b7_kl_sparsity reg.rho=0.1
+  regexp check -m reg=l1_activity reg.lam=1e-4,1e-3
+  regexp check --config-dir my_recipes reg=mine
+"""
 
 
 def check(overrides: list[str]) -> int:
     """Validate the config ``regexp run <overrides>`` would train, then stop."""
     from regexp.compose import precheck
-    from regexp.errors import UserError
 
+    if any(a in ("-h", "--help") for a in overrides):
+        print(CHECK_HELP, end="")
+        return 0
     try:
         precheck(overrides, every_job=True)
     except UserError as e:
         return _fail(e)
     print("ok: the config composes and validates")
     return 0
+
+
+def complete(shell: str) -> int:
+    """Candidates for the word at the cursor, for Hydra's completion scripts (which call
+    ``regexp -sc query=bash`` with the line in ``COMP_LINE``). The command name completes
+    to commands; ``run`` and ``check`` to Hydra's config groups, options and keys, from
+    the user's ``--config-dir`` and ``hydra.searchpath`` folders too; ``report``, ``show``,
+    ``compare``, ``verify``, ``ls`` to folders. Never prints an error (the shell would
+    show it in the middle of the line); ``HYDRA_COMP_DEBUG=1`` lets them through."""
+    import os
+
+    line = os.environ.get("COMP_LINE", "")
+    try:
+        line = line[: int(os.environ.get("COMP_POINT", len(line)))]
+    except ValueError:
+        pass
+    words = line.split()
+    current = "" if not line or line[-1].isspace() else words.pop()
+    before = words[1:]  # after the program's name
+    candidates: list[str] = []
+    if not before:
+        candidates = [c.name for c in COMMANDS if c.name.startswith(current)]
+        if current.startswith("-"):
+            candidates = [f for f in ("--help", "--version") if f.startswith(current)]
+    elif before[0] in BY_NAME:
+        command, given = BY_NAME[before[0]], before[1:]
+        flag, eq, value = current.partition("=")
+        if given and given[-1] in ("--config-dir", "-cd"):
+            candidates = _paths(current, folders_only=True)
+        elif eq and flag in ("--config-dir", "-cd", "--out", "--data"):
+            candidates = [f"{flag}={p}" for p in _paths(value, folders_only=flag != "--data")]
+        elif command.completes == OVERRIDES:
+            return _complete_overrides(shell, words[0], given, current)
+        elif command.completes in (FOLDERS, PATHS) and not current.startswith("-"):
+            candidates = _paths(current, folders_only=command.completes == FOLDERS)
+    print(("\n" if shell == "fish" else " ").join(candidates))
+    return 0
+
+
+def _complete_overrides(shell: str, program: str, given: list[str], current: str) -> int:
+    """Hydra's own completion of config groups, options and keys, for the line without
+    the command's name, searching the user's ``--config-dir`` folder too (Hydra reads
+    ``hydra.searchpath`` from the line itself)."""
+    import contextlib
+    import io
+    import os
+
+    from regexp.compose import config_dir
+
+    try:
+        folder, _ = config_dir(given)
+    except UserError:  # a folder still being typed, or gone: complete without it
+        folder = None
+    os.environ["COMP_LINE"] = " ".join([program, *given, current])
+    os.environ.pop("COMP_POINT", None)
+    extra = ["--config-dir", str(folder)] if folder is not None else []
+    debug = os.environ.get("HYDRA_COMP_DEBUG") == "1"
+    with contextlib.redirect_stderr(sys.stderr if debug else io.StringIO()):
+        try:
+            run(["-sc", f"query={shell}", *extra])
+        except Exception:  # noqa: BLE001 - a half-typed line; nothing to offer
+            if debug:
+                raise
+    return 0
+
+
+def _paths(word: str, folders_only: bool) -> list[str]:
+    """The files and folders (folders only, with ``folders_only``) whose path starts with
+    ``word``; folders end with ``/``. Hidden ones only when ``word`` names them."""
+    import os
+
+    head, tail = os.path.split(word)
+    try:
+        entries = list(os.scandir(head or "."))
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        if not entry.name.startswith(tail) or (entry.name[0] == "." and not tail[:1] == "."):
+            continue
+        try:
+            folder = entry.is_dir()
+        except OSError:
+            continue
+        if folder or not folders_only:
+            found.append(os.path.join(head, entry.name) + ("/" if folder else ""))
+    return sorted(found)
 
 
 def _fail(error: Exception) -> int:
@@ -133,7 +307,6 @@ def run(args: list[str]) -> int:
 
     from regexp import rundir
     from regexp.compose import given, precheck
-    from regexp.errors import UserError
     from regexp.paths import CONF
 
     # -m may stand anywhere; Hydra's parser takes it only before the overrides

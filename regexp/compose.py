@@ -1,12 +1,20 @@
 """Composing configs with Hydra, and checking what ``regexp run`` would run before Hydra
 starts: the overrides parse, the configs compose and validate, and the output folder can
 be written. Hydra's multi-line reports become one line naming the key.
+
+A user's own recipe folders join regexp's ``conf/`` as Hydra adds them: ``--config-dir DIR``
+(``-cd DIR``) after ``conf/``, and ``hydra.searchpath=[DIR,...]`` after that. Hydra takes an
+option from the first folder that has it, so a user's ``reg/l2_kernel.yaml`` is hidden by
+the shipped one (``regexp list`` says so).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -18,8 +26,12 @@ from regexp.paths import CONF
 
 # Flags after which Hydra prints or inspects instead of running: no precheck then.
 _HYDRA_INFO = ("-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "-i", "--info",
-               "-sc", "--shell-completion", "-p", "--package", "-cd", "--config-dir",
+               "-sc", "--shell-completion", "-p", "--package",
                "-cp", "--config-path", "-cn", "--config-name", "--experimental-rerun")  # fmt: skip
+# Hydra's flags that add a user's config folder: `--config-dir DIR`, `-cd DIR`
+CONFIG_DIR = ("--config-dir", "-cd")
+# who put a config source on Hydra's search path for a user (Hydra's own provider names)
+USER_PROVIDERS = ("command-line", "hydra.searchpath in command-line")
 
 
 def register_resolvers() -> None:
@@ -30,18 +42,160 @@ def register_resolvers() -> None:
     )
 
 
-def compose(*overrides: str) -> DictConfig:
-    """The config ``regexp run <overrides>`` would run, composed in-process."""
+def compose(*overrides: str, config_dir: str | Path | None = None) -> DictConfig:
+    """The config ``regexp run [--config-dir DIR] <overrides>`` would run, composed
+    in-process."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
 
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with hydra_configs(config_dir):
         return hydra_compose("config", overrides=list(overrides))
 
 
-def hydra_error(exc: Exception, base: DictConfig | None = None) -> UserError:
-    """Hydra's multi-line composition errors, as one line naming the key and what is accepted."""
+def config_dir(args: list[str]) -> tuple[Path | None, list[str]]:
+    """The user's folder of ``--config-dir DIR`` (``-cd DIR``, ``--config-dir=DIR``; the
+    last one counts, as in Hydra) and the other arguments. Raises ``UserError`` when the
+    folder is not there."""
+    folder, rest, args = None, [], list(args)
+    while args:
+        arg = args.pop(0)
+        flag, eq, value = arg.partition("=")
+        if flag not in CONFIG_DIR:
+            rest.append(arg)
+            continue
+        if not eq:
+            if not args:
+                raise UserError(f"{arg} needs a folder: {arg} DIR")
+            value = args.pop(0)
+        folder = Path(value)
+    if folder is not None and not folder.is_dir():
+        raise UserError(f"--config-dir {folder}: no such folder; expected a folder of recipes "
+                        "such as DIR/reg/*.yaml and DIR/experiment/*.yaml")  # fmt: skip
+    return folder, rest
+
+
+@contextmanager
+def hydra_configs(folder: str | Path | None = None) -> Iterator[Any]:
+    """Hydra set up for regexp's configs as ``regexp run`` sets it up (``conf/``, and a
+    user's ``--config-dir`` folder after it, where Hydra's ``--config-dir`` puts it);
+    yields Hydra's config loader."""
+    from hydra import version
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    register_resolvers()
+    backup = get_gh_backup()
+    version.setbase("1.3")
+    search_path = create_config_search_path(str(CONF))
+    if folder is not None:
+        search_path.prepend(provider="command-line", path=f"file://{Path(folder).resolve()}",
+                            anchor=SearchPathQuery(provider="schema"))  # fmt: skip
+    Hydra.create_main_hydra2(task_name="app", config_search_path=search_path)
+    try:
+        yield GlobalHydra.instance().config_loader()
+    finally:
+        restore_gh_from_backup(backup)
+
+
+def sources(loader: Any, overrides: list[str]) -> list[Any]:
+    """Hydra's config sources for a composition with these overrides (a ``hydra.searchpath``
+    among them included), in its order: the first source that has an option provides it.
+    Raises ``UserError`` for a user's folder that is not there."""
+    import warnings
+
+    from hydra.errors import HydraException
+
+    searchpath = [o for o in overrides if o.lstrip("+").startswith("hydra.searchpath=")]
+    try:  # Hydra's own reading of hydra.searchpath (it does the same when composing)
+        with warnings.catch_warnings():  # a folder that is not there: said below, once
+            warnings.simplefilter("ignore")
+            _, repo = loader._parse_overrides_and_create_caching_repo("config", searchpath)
+    except HydraException as e:
+        raise UserError(f"hydra.searchpath: {str(e).splitlines()[0]}") from None
+    found = repo.get_sources()
+    for source in found:
+        if source.provider in USER_PROVIDERS and not source.available():
+            flag = "--config-dir" if source.provider == "command-line" else "hydra.searchpath"
+            raise UserError(f"{flag}: {source.path} is not there; expected a folder of recipes "
+                            "such as DIR/reg/*.yaml (or pkg://a.package)")  # fmt: skip
+    return found
+
+
+def is_users(source: Any) -> bool:
+    """Whether a config source is a user's folder (``--config-dir``, ``hydra.searchpath``)."""
+    return source.provider in USER_PROVIDERS
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a config group: where its file is, whether a user's folder holds it,
+    and whether an earlier folder's option of the same name hides it."""
+
+    name: str
+    folder: str  # the source's path (a user's folder, or regexp's conf/)
+    users: bool
+    hidden: bool
+
+
+def group_options(
+    folder: str | Path | None = None, overrides: list[str] = ()
+) -> dict[str, list[Option]]:
+    """Every config group (Hydra's own ``hydra/`` aside) with its options from every
+    folder on the search path, read through Hydra's config sources."""
+    from hydra.core.object_type import ObjectType
+
+    with hydra_configs(folder) as loader:
+        found = sources(loader, list(overrides))
+        groups: dict[str, list[Option]] = {}
+        names = {g for s in found if s.is_group("") for g in s.list("", ObjectType.GROUP)}
+        for group in sorted(names - {"hydra"}):
+            seen: set[str] = set()
+            options = groups.setdefault(group, [])
+            for source in found:
+                if not source.is_group(group):
+                    continue
+                for name in sorted(source.list(group, ObjectType.CONFIG)):
+                    options.append(Option(name, source.path, is_users(source), name in seen))
+                    seen.add(name)
+        return groups
+
+
+def _set_in(loader: Any, overrides: list[str], key: str) -> str | None:
+    """The user's file (``DIR/reg/mine.yaml``) that sets ``key`` in this composition, if
+    a user's file does and the command line does not: the last such file in Hydra's
+    defaults list, as the last one wins."""
+    from hydra.types import RunMode
+
+    if given(overrides, key):
+        return None
+    try:
+        defaults = loader.compute_defaults_list("config", overrides, RunMode.RUN).defaults
+        found, where = sources(loader, overrides), None
+    except Exception:  # only a hint: never worse than the error it adds to
+        return None
+    for default in defaults:
+        if default.config_path is None or default.package is None:
+            continue
+        source = next((s for s in found if s.is_config(default.config_path)), None)
+        if source is None or not is_users(source):
+            continue
+        package = default.package
+        if package and not key.startswith(package + "."):
+            continue
+        inner = key[len(package) + 1 :] if package else key
+        config = OmegaConf.to_container(source.load_config(default.config_path).config)
+        flat = flatten(config) if isinstance(config, dict) else {}
+        if inner in flat or any(k.startswith(inner + ".") for k in flat):
+            where = f"{source.path.rstrip('/')}/{default.config_path}.yaml"
+    return where
+
+
+def hydra_error(exc: Exception, base: DictConfig | None = None, loader: Any = None,
+                overrides: list[str] = ()) -> UserError:  # fmt: skip
+    """Hydra's multi-line composition errors, as one line naming the key and what is
+    accepted (a group's options from every folder the ``loader`` searches)."""
     import difflib
     import re
 
@@ -50,6 +204,9 @@ def hydra_error(exc: Exception, base: DictConfig | None = None) -> UserError:
     if missing:
         group, option = missing.groups()
         options = sorted(f.stem for f in (CONF / group).glob("*.yaml"))
+        if loader is not None:
+            searchpath = [o for o in overrides if o.startswith("hydra.searchpath=")]
+            options = loader.get_group_options(group, config_name="config", overrides=searchpath)
         return ConfigError(group, option, "one of " + ", ".join(options))
     override = re.search(r"Could not (?:override|append to) '([\w.]+)'", text)
     inner = re.search(r"Key '(\w+)' is not in struct", text)
@@ -97,23 +254,23 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
     """
     if any(a.split("=")[0] in _HYDRA_INFO for a in args):
         return None
+    import yaml
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    register_resolvers()
+    folder, args = config_dir(args)
     multirun = any(a in ("-m", "--multirun") for a in args)
     overrides = [a for a in args if not a.startswith("-")]
-    groups = {p.name for p in CONF.iterdir() if p.is_dir()}
     seen: set[tuple] = set()
     destination = None
     folders: dict[str, list[int]] = {}
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with hydra_configs(folder) as loader:
         # the config loader lets sweeps list a group's options: experiment=glob(digits/*)
-        loader = GlobalHydra.instance().config_loader()
+        groups = {g for s in sources(loader, overrides) if s.is_group("")
+                  for g in s.list("", ObjectType.GROUP)}  # fmt: skip
         try:
             parsed = OverridesParser.create(config_loader=loader).parse_overrides(overrides)
             jobs = [list(j) for batch in BasicSweeper.split_arguments(parsed, None) for j in batch]
@@ -132,7 +289,10 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
                 "value; expected at least one (a glob must match an option of its group)"
             )
         # one composition per distinct choice of config groups catches unknown options and keys
-        base = hydra_compose("config")
+        try:
+            base = hydra_compose("config")
+        except yaml.YAMLError as e:  # a user's config.yaml
+            raise UserError(_yaml_error(e)) from None
         # the fused launchers check that jobs have their own folders before training; under
         # any other launcher each job runs on its own, so every job is composed here
         fused = multirun and _fused_launcher(jobs, hydra_compose)
@@ -146,12 +306,16 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
             try:
                 cfg = hydra_compose("config", overrides=job, return_hydra_config=True)
             except HydraException as e:
-                raise hydra_error(e, base) from None
+                raise hydra_error(e, base, loader, job) from None
+            except yaml.YAMLError as e:  # a user's file that is not YAML
+                raise UserError(_yaml_error(e)) from None
             task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
             try:
                 checked = validate(task)
             except ConfigError as e:
-                raise ConfigError(f"{label}{e.key}", e.value, e.accepted) from None
+                where = _set_in(loader, job, e.key)
+                accepted = f"{e.accepted} ({e.key} is set in {where})" if where else e.accepted
+                raise ConfigError(f"{label}{e.key}", e.value, accepted) from None
             except OmegaConfBaseException as e:  # e.g. an interpolation to a missing key
                 key = getattr(e, "full_key", None) or "the config"
                 raise UserError(f"{label}{key}: {str(e).strip().splitlines()[0]}") from None
@@ -175,6 +339,14 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
                 "hydra.sweep.subdir tell them apart (the default starts with ${hydra.job.num})"
             )
     return destination
+
+
+def _yaml_error(e: Exception) -> str:
+    """A YAML file that does not parse, as one line naming the file and the line."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{mark.name}, line {mark.line + 1}" if mark else "a config file"
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{where}: not valid YAML ({problem})"
 
 
 def _fused_launcher(jobs: list[list[str]], hydra_compose) -> bool:

@@ -43,18 +43,48 @@ def _metrics(run: Path) -> dict[str, Any]:
     return {"status": "no metrics.json (running, or killed)"}
 
 
-def _defaults(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The defaults a run changed: those of its experiment when it names a shipped one,
-    else the plain defaults."""
+def _defaults(run: Path, cfg: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The defaults a run changed, and what they are. A run made from an experiment file
+    is compared with that experiment's defaults: a shipped one, or a user's, from the
+    folders its ``.hydra/hydra.yaml`` records (``--config-dir``, ``hydra.searchpath``) if
+    they are still there; else with the plain defaults, and the text says why."""
     from omegaconf import OmegaConf
 
-    from regexp.compose import compose
+    from regexp.compose import USER_PROVIDERS, compose
     from regexp.paths import CONF
 
-    experiment = cfg.get("experiment_name")
+    recorded = run / ".hydra" / "hydra.yaml"
+    hydra = OmegaConf.load(recorded) if recorded.is_file() else OmegaConf.create()
+    experiment = OmegaConf.select(hydra, "hydra.runtime.choices.experiment", default=None)
+    experiment = experiment or cfg.get("experiment_name")  # a folder without .hydra/
+    config_dir, searchpath = None, []
+    for source in OmegaConf.select(hydra, "hydra.runtime.config_sources", default=None) or []:
+        if source.get("provider") == "command-line":
+            config_dir = source.get("path")
+        elif source.get("provider") in USER_PROVIDERS:
+            path = source.get("path")
+            searchpath.append(path if source.get("schema") == "file" else f"pkg://{path}")
+    folders = [f for f in [config_dir, *searchpath] if f]
+    mine = [f for f in folders if (Path(f) / "experiment" / f"{experiment}.yaml").is_file()]
     shipped = isinstance(experiment, str) and (CONF / "experiment" / f"{experiment}.yaml").is_file()
-    base = compose(f"experiment={experiment}") if shipped else compose()
-    return flatten(OmegaConf.to_container(base, resolve=True))
+    if not isinstance(experiment, str) or not (shipped or mine):
+        plain = "the defaults"
+        if isinstance(experiment, str) and folders and recorded.is_file():
+            plain = (f"the plain defaults (experiment {experiment}'s file is no longer in "
+                     f"{', '.join(folders)})")  # fmt: skip
+        return flatten(OmegaConf.to_container(compose(), resolve=True)), plain
+    extra = [f"hydra.searchpath=[{','.join(searchpath)}]"] if searchpath else []
+    if config_dir and not Path(config_dir).is_dir():
+        config_dir = None
+    try:
+        base = compose(f"experiment={experiment}", *extra, config_dir=config_dir)
+    except Exception as e:  # noqa: BLE001 - a user's file that no longer composes
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        note = f"the plain defaults (experiment {experiment} does not compose now: {first})"
+        return flatten(OmegaConf.to_container(compose(), resolve=True)), note
+    where = "" if shipped else f" in {mine[0]}"
+    basis = f"the defaults of experiment {experiment}{where}"
+    return flatten(OmegaConf.to_container(base, resolve=True)), basis
 
 
 def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -69,8 +99,9 @@ def show(path: str) -> str:
     run = _run(path)
     cfg, metrics = _config(run), _metrics(run)
     lines = [f"{run}", f"status: {metrics.get('status')}"]
-    changed = [d for d in _diff(_defaults(cfg), cfg) if not d[0].startswith("published")]
-    lines.append("config, changed from the defaults" + (":" if changed else ": nothing"))
+    defaults, basis = _defaults(run, cfg)
+    changed = [d for d in _diff(defaults, cfg) if not d[0].startswith("published")]
+    lines.append(f"config, changed from {basis}" + (":" if changed else ": nothing"))
     lines += [f"  {k}: {_fmt(old)} -> {_fmt(new)}" for k, old, new in changed]
     lines.append("metrics:")
     lines += [f"  {k}: {_fmt(v)}" for k, v in metrics.items() if k not in SKIP]
@@ -130,19 +161,51 @@ def ls(folder: str = "outputs") -> str:
     )
 
 
-def main(command: str, args: list[str]) -> int:
+def _parser(command: str, description: str):
+    import argparse
+
+    return argparse.ArgumentParser(prog=f"regexp {command}", description=description)
+
+
+def _answer(text) -> int:
+    """Print what a command made of its arguments; a ``UserError`` is one line, exit 2."""
     try:
-        if command == "show" and len(args) == 1:
-            print(show(args[0]), end="")
-        elif command == "compare" and len(args) == 2:
-            print(compare(*args), end="")
-        elif command == "ls" and len(args) <= 1:
-            print(ls(*args), end="")
-        else:
-            usage = {"show": "show RUN", "compare": "compare RUN_A RUN_B", "ls": "ls [FOLDER]"}
-            print(f"usage: regexp {usage[command]}", file=sys.stderr)
-            return 2
+        print(text(), end="")
     except UserError as e:
         print(f"regexp: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def show_main(argv: list[str]) -> int:
+    """``regexp show RUN``."""
+    parser = _parser("show", "A run's config changes from the defaults (of its experiment, "
+                     "if it names one), its final metrics and its files.")  # fmt: skip
+    parser.add_argument("run", metavar="RUN", help="a run folder")
+    args = parser.parse_args(argv)
+    return _answer(lambda: show(args.run))
+
+
+def compare_main(argv: list[str]) -> int:
+    """``regexp compare RUN_A RUN_B``."""
+    parser = _parser("compare", "The config keys two runs differ in, and each metric's "
+                     "change (B - A).")  # fmt: skip
+    parser.add_argument("run_a", metavar="RUN_A", help="a run folder")
+    parser.add_argument("run_b", metavar="RUN_B", help="another run folder")
+    args = parser.parse_args(argv)
+    return _answer(lambda: compare(args.run_a, args.run_b))
+
+
+def ls_main(argv: list[str]) -> int:
+    """``regexp ls [FOLDER]``."""
+    parser = _parser("ls", "Runs under FOLDER, newest first, with their status and test "
+                     "accuracy (and R² for regression).")  # fmt: skip
+    parser.add_argument("folder", metavar="FOLDER", nargs="?", default="outputs",
+                        help="where to look (default: outputs)")  # fmt: skip
+    args = parser.parse_args(argv)
+    return _answer(lambda: ls(args.folder))
+
+
+def main(command: str, args: list[str]) -> int:
+    """``regexp show|compare|ls ARGS``."""
+    return {"show": show_main, "compare": compare_main, "ls": ls_main}[command](args)

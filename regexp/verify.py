@@ -89,19 +89,27 @@ def verify(run_dir: Path) -> tuple[list[str], float]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0].startswith("-"):
-        print("usage: regexp verify RUN_FOLDER", file=sys.stderr)
-        return 2
+    """``regexp verify RUN``: exit 0 when the numbers match, 1 when they differ."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="regexp verify",
+        description="Train a run again from its recorded config.yaml (its engine, on the "
+        "CPU, op determinism on) in a temporary folder, and compare every number of "
+        "metrics.json and history.csv bit for bit. Exit 0 if identical, 1 if not.",
+    )
+    parser.add_argument("run", metavar="RUN", help="a completed run folder")
+    run = parser.parse_args(argv).run
     try:
-        diffs, largest = verify(Path(argv[0]))
+        diffs, largest = verify(Path(run))
     except UserError as e:
         print(f"regexp: error: {e}", file=sys.stderr)
         return 2
     if not diffs:
-        print(f"identical: {argv[0]} re-runs to the same metrics and history, bit for bit")
+        print(f"identical: {run} re-runs to the same metrics and history, bit for bit")
         return 0
     print(
-        f"differs: {len(diffs)} results of {argv[0]} changed on re-running; the largest "
+        f"differs: {len(diffs)} results of {run} changed on re-running; the largest "
         f"relative difference is {largest:.1e}:"
     )
     for line in diffs:
