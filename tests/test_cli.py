@@ -245,3 +245,17 @@ def test_bash_completes_through_the_installed_script(workdir, tmp_path):
                          env=env, timeout=120)  # fmt: skip
     assert out.stdout.splitlines() == ["run report", "outputs/", "trainer.epochs="], out.stderr
     assert out.stderr == ""
+
+
+def test_the_readme_user_recipes_list_and_check(tmp_path, capsys):
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    for name, text in re.findall(r"```yaml\n# (my_recipes/\S+\.yaml)\n(.*?)```", readme, re.S):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    folder = tmp_path / "my_recipes"
+    assert sorted(p.name for p in folder.rglob("*.yaml")) == ["mine.yaml", "my_exp.yaml"]
+    assert main(["check", "--config-dir", str(folder), "experiment=my_exp"]) == 0
+    assert main(["list", "-cd", str(folder)]) == 0
+    assert f"  yours, from {folder}: mine" in capsys.readouterr().out.splitlines()
