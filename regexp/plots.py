@@ -234,7 +234,8 @@ def metric_vs_lambda(groups, metric: str, out: Path):
     families: dict[str, list] = {}
     for g in groups:
         lam = g.config.get("reg.lam")
-        if isinstance(lam, (int, float)) and lam > 0:
+        used = "reg.lam" in getattr(g, "keys", {"reg.lam": lam})  # reg=none ignores reg.lam
+        if used and isinstance(lam, (int, float)) and lam > 0:
             families.setdefault(str(g.config.get("reg.name")), []).append((lam, g))
     entries = []
     for (name, members), color in zip(families.items(), _colors(len(families)), strict=True):
@@ -314,7 +315,8 @@ def report_figures(groups, out: Path) -> list[tuple[str, str, object]]:
 
     Each group's task kind (``group.kind``) says which metric leads (accuracy; R²) and
     which curves it has beside the losses (accuracy; mae and r2)."""
-    lams = {g.config.get("reg.lam") for g in groups if g.config.get("reg.lam")}
+    lams = {g.config.get("reg.lam") for g in groups
+            if g.config.get("reg.lam") and "reg.lam" in getattr(g, "keys", ("reg.lam",))}  # fmt: skip
     kinds = {g.kind: [h for h in groups if h.kind == g.kind] for g in groups}  # in order
     figures = []
     if len(lams) > 1:

@@ -280,8 +280,8 @@ MERGED = {"diff": "mean_diff", "diff_ci_low": "ci_low", "diff_ci_high": "ci_high
 def per_run(every: pd.DataFrame, loaded: list[Run], groups: list[Group]) -> pd.DataFrame:
     """The page's table of runs (every folder of ``runs.csv``): its folder, status and
     group, the keys of the group table, seed and split, the test numbers and epochs."""
-    label = {r.recipe: g.label for g in groups for r in g.runs}
-    group_of = {str(r.path): label.get(r.recipe) for r in loaded}
+    by_recipe = {r.recipe: g for g in groups for r in g.runs}
+    group_of = {str(r.path): by_recipe.get(r.recipe) for r in loaded}
     folders = [Path(p) for p in every["run"]]
     try:
         root = Path(os.path.commonpath([p.resolve() for p in folders]))
@@ -289,15 +289,21 @@ def per_run(every: pd.DataFrame, loaded: list[Run], groups: list[Group]) -> pd.D
         root = None
     names = [p.name if root is None or p.resolve() == root else
              p.resolve().relative_to(root).as_posix() for p in folders]  # fmt: skip
+    owners = [group_of.get(p) for p in every["run"]]
     frame = pd.DataFrame({"run": names, "status": every["status"],
-                          "group": [group_of.get(p) for p in every["run"]]})  # fmt: skip
+                          "group": [g.label if g else None for g in owners]})  # fmt: skip
     tests = dict.fromkeys(m for g in groups for m in compared(g.kind))
-    wanted = [*key_columns(groups), "seed", "dataset.split_seed", *tests, "epochs_run"]
+    keys = key_columns(groups)
+    wanted = [*keys, "seed", "dataset.split_seed", *tests, "epochs_run"]
     if "diverged_epoch" in every and every["diverged_epoch"].notna().any():
         wanted.append("diverged_epoch")
     for column in dict.fromkeys(wanted):
         if column in every:
-            frame[column] = every[column].to_numpy()
+            values = every[column].to_numpy(dtype=object)
+            if column in keys:  # a knob the run's recipe ignores is empty, as in its group's row
+                values = [v if g is None else key_value(g, column)
+                          for v, g in zip(values, owners, strict=True)]  # fmt: skip
+            frame[column] = values
     return frame
 
 

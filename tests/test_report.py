@@ -28,8 +28,12 @@ def _metrics(sweep, reg):
 
 
 def test_table_numbers_are_the_runs_numbers(sweep, tmp_path):
-    build([str(sweep)], tmp_path, baseline="reg.name=none")
+    doc = build([str(sweep)], tmp_path, baseline="reg.name=none")
     table = pd.read_csv(tmp_path / "report.csv").set_index("group")
+    # the page's table of runs leaves reg.lam empty for none's runs too, as their group's row
+    per_run = next(b[1] for b in doc.blocks if b[0] == "table" and "seed" in b[1])
+    lams = dict(zip(per_run["group"], per_run["reg.lam"], strict=True))
+    assert lams["l1_activity reg.lam=0.01"] == 0.01 and pd.isna(lams["none"])
     assert list(table.index) == ["l1_activity reg.lam=0.01", "none"]
     assert list(table["n"]) == [3, 3]
     # the keys of the labels as columns; none ignores reg.lam, so its cell is empty
