@@ -255,6 +255,7 @@ def write(
     ``restore_best``).
     """
     from regexp.model import layer_outputs, total_penalty
+    from regexp.tracking import send
 
     cfg, data, model = job.cfg, job.data, job.model
     status, bad_epoch = outcome(history, int(cfg.trainer.epochs), job.stopped_epoch)
@@ -287,6 +288,7 @@ def write(
             plots.curves(frame, run_dir / "loss.png", "loss", f"{title}: loss ({status})")
         record["diverged_epoch"] = bad_epoch
         rundir.write_metrics(run_dir, record)
+        send(run_dir, cfg, frame, record)  # after metrics.json: it cannot spoil the folder
         log.warning("%s: %s after %d epochs (%s)", title, status, len(frame), run_dir)
         return record
 
@@ -325,15 +327,7 @@ def write(
         "diagnostics": {k: float(v) for k, v in frame.iloc[-1].items() if is_diagnostic(k)},
     }
     rundir.write_metrics(run_dir, result)
-    if cfg.get("tracking"):  # after metrics.json: a tracking failure cannot spoil the folder
-        from regexp.tracking import log_mlflow
-
-        try:
-            log_mlflow(run_dir, cfg, frame, result)
-        except Exception as e:  # the run itself is complete and recorded
-            log.warning(
-                "MLflow logging failed (%s: %s); the run folder is complete", type(e).__name__, e
-            )
+    send(run_dir, cfg, frame, result)  # HParams, MLflow; a failure only warns
     if job.stopped_epoch is not None:
         log.info("%s: early stopping ended training after epoch %d (best epoch %d)",
                  title, job.stopped_epoch, job.best_epoch)  # fmt: skip

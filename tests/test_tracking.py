@@ -12,7 +12,8 @@ def _events(folder):
     """Scalars as {tag: [(step, value)]}, histograms as {tag: {step: buckets [k, 3]}}."""
     import tensorflow as tf
 
-    (path,) = folder.glob("events.out.tfevents.*")
+    # the history's file; the HParams session has its own (tests/test_sweep_tracking.py)
+    (path,) = [p for p in folder.glob("events.out.tfevents.*") if p.suffix != ".regexp-hparams"]
     scalars, histograms = {}, {}
     for event in tf.compat.v1.train.summary_iterator(str(path)):
         for value in event.summary.value:
@@ -106,6 +107,7 @@ def test_mlflow_tracking_is_read_back_through_mlflow(tmp_path):
     (run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     assert run.data.params["reg.lam"] == "0.01" and run.data.params["trainer.epochs"] == "3"
     assert run.data.tags["status"] == "completed"
+    assert run.info.run_name == "run" and "mlflow.parentRunId" not in run.data.tags  # top level
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     logged = client.get_metric_history(run.info.run_id, "val_data_loss")
     assert [m.step for m in logged] == [1, 2, 3]
