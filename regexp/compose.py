@@ -311,7 +311,7 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
                 raise UserError(_yaml_error(e)) from None
             task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
             try:
-                checked = validate(task)
+                checked = validate(task, job)
             except ConfigError as e:
                 where = _set_in(loader, job, e.key)
                 accepted = f"{e.accepted} ({e.key} is set in {where})" if where else e.accepted

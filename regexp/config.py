@@ -10,6 +10,7 @@ which is all the memory estimate needs.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -116,8 +117,9 @@ class Checked:
     shape: data.Shape
 
 
-def validate(cfg: DictConfig) -> Checked:
-    """Check the whole config against the typed schemas before TensorFlow is imported."""
+def validate(cfg: DictConfig, overrides: Sequence[str] = ()) -> Checked:
+    """Check the whole config against the typed schemas before TensorFlow is imported;
+    ``overrides``, the command line's, are checked for knobs that change nothing."""
     top = OmegaConf.to_container(cfg, resolve=True)
     for group in GROUPS[:-1]:
         if group not in top:
@@ -126,6 +128,7 @@ def validate(cfg: DictConfig) -> Checked:
     parse(Top, rest, "", what="the config")
     shape = data.validate(top["dataset"])
     plans = layer_plan(cfg)
+    _check_knobs(cfg, top["reg"], overrides)
     tasks.check(top["dataset"].get("task"), top["reg"].get("smoothing"))
     opt = top["optimizer"]
     name = Choice(*OPTIMIZERS)("optimizer.name", opt.get("name") if isinstance(opt, dict) else opt)
@@ -147,6 +150,46 @@ def validate(cfg: DictConfig) -> Checked:
             "false, or install the extra: pip install 'regexp[tensorboard]'",
         )
     return Checked(plans, shape)
+
+
+def _check_knobs(cfg: DictConfig, reg: dict, overrides: Sequence[str]) -> None:
+    """A key a reg file adds of its own (``rho``, ``dropout``) is a knob its specs use: an
+    interpolation names it (``${reg.rho}``), or, in a config already resolved, a spec
+    carries its value. One the command line sets that nothing uses (``+reg.lamm=1``, a
+    typo; ``reg=none reg.dropout=0.3``) would change nothing, silently, so it is refused.
+    (A knob an experiment file sets stays: ``experiment=digits_dropout reg=none`` is its
+    baseline.)"""
+    import json
+    import re
+
+    from regexp.keys import flatten
+    from regexp.plan import Reg
+
+    given = {o.split("=")[0].lstrip("+~") for o in overrides}
+    extra = [k for k in reg if k not in Reg.model_fields]
+    if not any(f"reg.{k}" in given for k in extra):
+        return
+    raw = flatten(OmegaConf.to_container(cfg, resolve=False))
+    texts = " ".join(v for v in raw.values() if isinstance(v, str) and "${" in v)
+    specs = {k: v for k, v in flatten(reg).items() if "." in k}
+    carried = {json.dumps(v) for v in specs.values()}
+
+    def used(key: str) -> bool:
+        if re.search(rf"\breg\.{re.escape(str(key))}\b", texts):
+            return True
+        if isinstance(reg[key], dict):  # a nested block of its own (a user's spec section)
+            return any(k.startswith(f"{key}.") for k in specs)
+        return json.dumps(reg[key]) in carried
+
+    unused = [k for k in extra if f"reg.{k}" in given and not used(k)]
+    if unused:
+        key = unused[0]
+        known = ", ".join(sorted(set(Reg.model_fields) | (set(extra) - set(unused))))
+        raise ConfigError(
+            f"reg.{key}", reg[key],
+            f"a key of reg={reg.get('name')} ({known}) or a knob its specs use as "
+            f"${{reg.{key}}}; none does, so it would change nothing",
+        )  # fmt: skip
 
 
 def _check_monitor(monitor: str, dataset: dict) -> None:

@@ -81,7 +81,7 @@ def plan(
 ) -> Planned:
     """Validate ``cfg`` (the one validation of a job) and decide its engine; ``fused``
     says whether the caller trains jobs in fused groups."""
-    plans = validate(cfg).plans
+    plans = validate(cfg, overrides).plans
     engine = choose_engine(str(cfg.trainer.engine), fused)
     return Planned(cfg, plans, engine, Path(folder), list(overrides), num)
 

@@ -315,8 +315,8 @@ def report_figures(groups, out: Path) -> list[tuple[str, str, object]]:
 
     Each group's task kind (``group.kind``) says which metric leads (accuracy; R²) and
     which curves it has beside the losses (accuracy; mae and r2)."""
-    lams = {g.config.get("reg.lam") for g in groups
-            if g.config.get("reg.lam") and "reg.lam" in getattr(g, "keys", ("reg.lam",))}  # fmt: skip
+    uses = [g for g in groups if "reg.lam" in getattr(g, "keys", ("reg.lam",))]  # not none's
+    lams = {g.config.get("reg.lam") for g in uses if g.config.get("reg.lam")}
     kinds = {g.kind: [h for h in groups if h.kind == g.kind] for g in groups}  # in order
     figures = []
     if len(lams) > 1:

@@ -40,11 +40,15 @@ from tests.conftest import make_cfg
         ),
         (["reg=l1_activity", "reg.mode=loss"], "reg.mode", "mode=layers"),
         (["reg=loss_codes", "reg.codes=[1,3]"], "reg.codes[1]", "12 (L1+L2)"),
+        # a knob no spec uses (a typo) would change nothing: refused, naming the recipe's keys
+        (["reg=l1_activity", "+reg.lamm=0.1"], "reg.lamm", "a key of reg=l1_activity (codes"),
+        (["reg=dropout", "+reg.droput=0.3"], "reg.droput", "dropout, hidden"),
+        (["reg=none", "+reg.dropout=0.3"], "reg.dropout", "${reg.dropout}"),
     ],
 )
 def test_bad_values_name_the_key_and_what_is_accepted(overrides, key, accepted):
     with pytest.raises(ConfigError) as err:
-        validate(make_cfg(*overrides))
+        validate(make_cfg(*overrides), overrides)
     assert err.value.key == key
     assert accepted in err.value.accepted
     assert "\n" not in str(err.value)
@@ -181,3 +185,17 @@ def test_keys_added_later_hash_the_same_at_their_neutral_value():
     assert config_hash(cfg) == config_hash(older)
     changed = make_cfg("dataset=iris", "dataset.subsample=0.5")
     assert config_hash(changed) != config_hash(cfg)
+
+
+def test_a_knob_its_specs_use_is_accepted_composed_or_resolved():
+    """``reg.rho`` of kl_sparsity is used through ``${reg.rho}``; in a config already
+    resolved (a run's config.yaml) its value is what a spec carries."""
+    from omegaconf import OmegaConf
+
+    for overrides in (["reg=kl_sparsity", "reg.rho=0.2"], ["reg=max_norm_dropout"]):
+        cfg = make_cfg(*overrides)
+        validate(cfg, overrides)
+        validate(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True)), overrides)
+    # an experiment's own knob stays when the baseline drops its recipe
+    validate(make_cfg("experiment=digits_dropout", "reg=none"), ["experiment=digits_dropout",
+                                                                "reg=none"])  # fmt: skip
