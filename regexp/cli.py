@@ -43,8 +43,10 @@ COMMANDS = (
             "config differences and metric deltas of two runs", FOLDERS),
     Command("ls", "regexp.inspect_runs:ls_main", "[FOLDER]",
             "runs under FOLDER (default outputs/), newest first", FOLDERS),
-    # saved models (regexp/saved.py) go here, one line each, e.g.
-    # Command("predict", "regexp.saved:<function>", "RUN --data CSV --out CSV", "...", PATHS),
+    Command("predict", "regexp.saved:predict_main", "RUN --data CSV --out CSV",
+            "a run's saved model on new rows of raw features", PATHS),
+    Command("eval", "regexp.saved:eval_main", "RUN [dataset.KEY=VALUE...]",
+            "a run's saved model's metrics, on its own data or other data", FOLDERS),
 )  # fmt: skip
 BY_NAME = {c.name: c for c in COMMANDS}
 

@@ -89,6 +89,12 @@ class Dataset:
     target_scale: float = 1.0
     input_shape: tuple[int, ...] = ()
     target_stats: dict[str, float] = field(default_factory=dict)
+    # how raw features became x (what `regexp predict` repeats): divided by ``pixels``
+    # (8-bit images), then ``(x - scaler_mean) / scaler_scale`` (None: dataset.scaler_fit=none)
+    pixels: float | None = None
+    scaler_mean: np.ndarray | None = None
+    scaler_scale: np.ndarray | None = None
+    other_columns: list[str] = field(default_factory=list)  # a CSV file's non-feature columns
 
     @property
     def binary(self) -> bool:
@@ -825,7 +831,8 @@ def _read_csv(opts: _Options, limit: int | None) -> tuple[np.ndarray, np.ndarray
             shown = " and ".join(map(repr, alike))
             notes.append((f"classes {shown} of {label!r} differ only in case", True))
     meta = {"features": candidates, "classes": class_names, "label": label, "notes": notes,
-            "complete": layout.complete}  # fmt: skip
+            "complete": layout.complete,
+            "other_columns": [c for c in names if c not in candidates]}  # fmt: skip
     return x, y, meta
 
 
@@ -1346,9 +1353,11 @@ def load(cfg) -> Dataset:
             idx_train, test_size=float(cfg.val_size), random_state=seed
         )
 
+    scaler = None
     if cfg.scaler_fit != "none":
         fit_on = x if cfg.scaler_fit == "all" else x[idx_train]
-        x = StandardScaler().fit(fit_on).transform(x)
+        scaler = StandardScaler().fit(fit_on)
+        x = scaler.transform(x)
     x = x.astype("float32")
     mean, scale = 0.0, 1.0
     if regression:
@@ -1377,6 +1386,10 @@ def load(cfg) -> Dataset:
         target_scale=scale,
         input_shape=input_shape if len(input_shape) > 1 else (),
         target_stats=_statistics(y) if regression else {},
+        pixels=float(meta["pixels"]) if "pixels" in meta else None,
+        scaler_mean=None if scaler is None else scaler.mean_,
+        scaler_scale=None if scaler is None else scaler.scale_,
+        other_columns=list(meta.get("other_columns", [])),
     )
     _log(data, notes)
     return data

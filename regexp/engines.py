@@ -16,8 +16,8 @@ Every engine stops early, keeping the history so far, when the loss stops being 
 (the run diverged: ``training.outcome`` tells) or on Ctrl-C / SIGTERM (interrupted).
 With ``trainer.early_stopping`` every engine applies Keras' ``EarlyStopping`` rule after
 each epoch (``keras`` the callback itself; ``compiled`` and ``fused`` ``training.Stopping``
-in the graph), records the stopped and best epochs in the ``Job``, and ends with the best
-weights when ``restore_best``.
+in the graph), records the stopped and best epochs and the best epoch's weights in the
+``Job``, and ends with the best weights when ``restore_best``.
 
 Importing this module does not import TensorFlow.
 """
@@ -82,6 +82,12 @@ def fit_keras(jobs: Sequence[Job], lead: str = "") -> list[History]:
             restore_best_weights=spec.restore_best,
         )
         callbacks.append(rule)
+
+        def keep_best(epoch: int, logs: dict) -> None:  # after the rule has seen the epoch
+            if rule.best_epoch == epoch:
+                job.best_weights = model.get_weights()
+
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=keep_best))
     try:
         model.fit(
             data.x_train,
@@ -192,8 +198,9 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
     progress.close()
     if rule is not None:
         job.stopped_epoch, job.best_epoch = rule.result()
+        job.best_weights = rule.best_values()
         if rule.restore_best:  # as Keras' on_train_end: stopped or not
-            model.set_weights(rule.best_values())
+            model.set_weights(job.best_weights)
     values = history.values(done)
     return [{k: [float(v) for v in values[k]] for k in names}]
 

@@ -207,8 +207,9 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
     done = train_in_chunks(train, stops, after_chunk)
     progress.close()
 
+    best = None if rule is None else rule.best_values()
     restore = rule is not None and rule.restore_best  # as Keras' on_train_end: stopped or not
-    final = rule.best_values() if restore else [v.numpy() for v in variables]
+    final = best if restore else [v.numpy() for v in variables]
     for m, job in enumerate(jobs):
         job.model.set_weights([w[m] for w in final])
     values = history.values(done)
@@ -217,6 +218,7 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
         length = done
         if rule is not None:
             job.stopped_epoch, job.best_epoch = rule.result(m)
+            job.best_weights = [w[m] for w in best]
             length = min(done, job.stopped_epoch or done)  # a stopped member ends there
         bad = first_non_finite(values["loss"][:length, m])
         length = length if bad is None else bad + 1  # a diverged member stops at that epoch

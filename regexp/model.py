@@ -71,8 +71,6 @@ def build_model(
         spec = (plans[0].inputs or {}).get(kind)
         if spec is not None:
             h = LAYER_KINDS[kind].keras(spec, f"inputs_{kind}", seed, site(0, kind))(h)
-    loss_penalties: Penalties = []
-    dense_layers = []
     for number, plan in enumerate(plans, start=1):
         is_output = plan.units is None
         units, activation = output if is_output else (plan.units, plan.activation)
@@ -107,14 +105,21 @@ def build_model(
             if spec is not None:
                 where = site(number, kind)
                 h = LAYER_KINDS[kind].keras(spec, f"{plan.name}_{kind}", seed, where)(h)
-        dense_layers.append((layer, plan))
     model = keras.Model(inputs, h, name="mlp")
-    if mode == "loss":
-        for layer, plan in dense_layers:
-            for variable, spec in ((layer.kernel, plan.kernel), (layer.bias, plan.bias)):
-                if spec is not None:
-                    loss_penalties.append((variable, to_keras(spec)))
-    return model, loss_penalties
+    return model, loss_penalties_of(model, plans) if mode == "loss" else []
+
+
+def loss_penalties_of(model: keras.Model, plans: Sequence[LayerPlan]) -> Penalties:
+    """``reg.mode=loss``: the (variable, regularizer) pairs the loss function adds, the
+    kernel and bias penalties of each Dense layer of ``model`` (built from ``plans``, or
+    reloaded from a run's ``model.keras``)."""
+    penalties: Penalties = []
+    for plan in plans:
+        layer = model.get_layer(plan.name)
+        for variable, spec in ((layer.kernel, plan.kernel), (layer.bias, plan.bias)):
+            if spec is not None:
+                penalties.append((variable, to_keras(spec)))
+    return penalties
 
 
 def layer_weights(model: keras.Model, plans: Sequence[LayerPlan]) -> list[dict[str, int]]:

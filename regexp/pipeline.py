@@ -32,7 +32,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from regexp import data as datasets
-from regexp import plots, rundir, tasks
+from regexp import plots, rundir, saved, tasks
 from regexp.backend import import_keras, threads
 from regexp.config import check_memory, validate
 from regexp.diagnostics import is_diagnostic
@@ -44,7 +44,7 @@ from regexp.training import History, Job, outcome, truncate
 
 log = logging.getLogger("regexp.run")
 
-SPLITS = ("train", "val", "test")
+SPLITS = saved.SPLITS
 MAX_MEMBERS = 100  # the largest fused group, unless a launcher says otherwise
 
 
@@ -145,12 +145,12 @@ def interrupts_deferred() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    saved = {s: signal.signal(s, lambda signum, frame: received.append(signum))
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum))
              for s in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
     try:
         yield
     finally:
-        for signum, handler in saved.items():
+        for signum, handler in previous.items():
             signal.signal(signum, handler)
     if received:
         raise KeyboardInterrupt
@@ -248,13 +248,14 @@ def write(
 
     ``engine`` is what trained it (``{"engine": "fused", "group_size": 4}``). A diverged
     or interrupted run gets its history so far, its curves, and a ``metrics.json`` whose
-    status says so; no final metrics are computed from it. A run that early stopping
-    ended is complete: ``stopped_epoch`` and ``best_epoch`` say where (1-based; null
+    status says so; no final metrics are computed from it, and no model is saved. A
+    completed run saves its model (``regexp.saved``) before ``metrics.json``. A run that
+    early stopping ended is complete: ``stopped_epoch`` and ``best_epoch`` say where (1-based; null
     without early stopping, ``stopped_epoch`` null too when it ran every epoch), and its
     final metrics are those of the weights it ended with (the best epoch's with
     ``restore_best``).
     """
-    from regexp.model import layer_outputs, total_penalty
+    from regexp.model import layer_outputs
     from regexp.tracking import send
 
     cfg, data, model = job.cfg, job.data, job.model
@@ -292,18 +293,7 @@ def write(
         log.warning("%s: %s after %d epochs (%s)", title, status, len(frame), run_dir)
         return record
 
-    final: dict[str, Any] = {}
-    for split in SPLITS:
-        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
-        p = np.asarray(model(x, training=False))
-        scores = job.task.final(y, p)  # accuracy and data_loss; or r2, mae and data_loss
-        penalty = total_penalty(model, x, job.loss_penalties)
-        final[split] = {
-            **scores,
-            "penalty": penalty,
-            "total_loss": scores["data_loss"] + penalty,
-            "n": len(x),
-        }
+    final = saved.evaluate(model, data, job.loss_penalties)  # accuracy, data_loss, penalty...
 
     plots.curves(frame, run_dir / "loss.png", "loss", f"{title}: loss")
     for series in job.kind.curves:  # accuracy.png; mae.png and r2.png
@@ -326,6 +316,13 @@ def write(
         "activity_mean": {name: float(a.mean()) for name, a in acts.items()},
         "diagnostics": {k: float(v) for k, v in frame.iloc[-1].items() if is_diagnostic(k)},
     }
+    try:  # model.keras, model_best.keras, preprocess.json: before metrics.json
+        saved.save(job, run_dir)
+    except OSError:
+        raise
+    except Exception as e:  # a user's regularizer Keras cannot serialize: keep the run
+        log.warning("%s: the model could not be saved (%s: %s); the run is recorded "
+                    "without %s", title, type(e).__name__, e, rundir.MODEL)  # fmt: skip
     rundir.write_metrics(run_dir, result)
     send(run_dir, cfg, frame, result)  # HParams, MLflow; a failure only warns
     if job.stopped_epoch is not None:

@@ -289,9 +289,21 @@ def to_keras(spec: Mapping[str, Any] | None):
     if "_target_" in spec:
         from hydra.utils import get_class
 
-        return get_class(spec.pop("_target_"))(**spec)
+        regularizer = get_class(spec.pop("_target_"))(**spec)
+        if _lacks_get_config(regularizer):  # saved with the arguments the config gave it
+            regularizer.get_config = lambda: dict(spec)
+        return regularizer
     kind = KINDS[spec.pop("kind")]
     return kind.keras(**{k: float(v) for k, v in spec.items()})
+
+
+def _lacks_get_config(regularizer) -> bool:
+    """Whether a user's regularizer keeps Keras' ``get_config``, which raises: a model
+    holding it could not be saved. Its constructor arguments are its spec's other keys."""
+    import keras
+
+    base = keras.regularizers.Regularizer.get_config
+    return getattr(type(regularizer), "get_config", base) is base
 
 
 def stacked_penalty(specs: Sequence[Mapping[str, Any] | None]) -> Callable | None:

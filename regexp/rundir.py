@@ -1,7 +1,9 @@
 """Run folders: the one module that reads and writes them.
 
 A run folder holds ``config.yaml`` (the resolved config), ``env.json``, ``model.txt``,
-``history.csv``, the PNG figures and, written last and atomically, ``metrics.json``.
+``history.csv``, the PNG figures, for a completed run its saved model (``model.keras``,
+``model_best.keras`` with early stopping, and ``preprocess.json``: ``regexp.saved``) and,
+written last and atomically, ``metrics.json``.
 A folder is a complete run when its ``metrics.json`` says ``"status": "completed"``;
 a diverged or interrupted run says so there, and a killed one has no ``metrics.json``.
 
@@ -23,6 +25,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,9 @@ ENV = "env.json"
 ACTIVATIONS = "activations.npz"
 CONFIG_GROUPS = ("dataset", "model", "reg", "optimizer", "trainer")  # every run config has them
 MODEL_SUMMARY = "model.txt"
+MODEL = "model.keras"  # the final model (regexp.saved)
+MODEL_BEST = "model_best.keras"  # early stopping: the best epoch's weights
+PREPROCESS = "preprocess.json"  # raw feature columns -> the model's inputs
 
 
 def _file_mode() -> int:
@@ -60,6 +66,23 @@ def write_json_atomic(path: Path, data: Any) -> None:
             json.dump(data, f, indent=2, sort_keys=False)
             f.write("\n")
             f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` writes a temporary file beside ``path`` (its name ends as ``path``'s
+    does), which then replaces ``path``: readers see no file or the whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    try:
+        os.fchmod(fd, _file_mode())
+        os.close(fd)
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

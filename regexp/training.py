@@ -52,6 +52,9 @@ class Job:
     # best by the rule (None: no early stopping)
     stopped_epoch: int | None = None
     best_epoch: int | None = None
+    # early stopping: the weights after ``best_epoch`` (model.get_weights() order), kept by
+    # the engine whether or not ``restore_best`` put them back in the model; None without
+    best_weights: list[np.ndarray] | None = None
 
     @property
     def task(self) -> tasks.Task:
@@ -224,7 +227,9 @@ class Stopping:
 
     So patience 0 and 1 both stop at the first epoch that does not improve. Whether it
     stopped or ran every epoch, ``restore_best`` ends with the best weights (Keras'
-    ``on_train_end``). A member that has stopped keeps its state.
+    ``on_train_end``). The best weights are kept either way (``best_values``: a run saves
+    them as ``model_best.keras``); keeping them never touches the weights trained. A
+    member that has stopped keeps its state.
     """
 
     def __init__(self, specs: list[EarlyStopping], weights: list, members: int | None = None):
@@ -252,7 +257,7 @@ class Stopping:
         self.epoch = tf.Variable(0, trainable=False)  # the epochs updated so far: the next one
         self.best_epoch = tf.Variable(tf.zeros(shape, tf.int32), trainable=False)
         self.stopped_epoch = tf.Variable(tf.fill(shape, -1), trainable=False)  # -1: not
-        self.weights = list(weights) if self.restore_best else []  # those to keep the best of
+        self.weights = list(weights)  # those to keep the best of
         self.best_weights = [tf.Variable(tf.convert_to_tensor(w), trainable=False)
                              for w in self.weights]  # fmt: skip
 
@@ -302,7 +307,7 @@ class Stopping:
         return (None if stopped < 0 else int(stopped) + 1), int(best) + 1
 
     def best_values(self) -> list[np.ndarray]:
-        """The best weights kept (``restore_best``), in the order of ``weights``."""
+        """The best weights kept, in the order of ``weights``, as NumPy copies."""
         return [b.numpy() for b in self.best_weights]
 
 
