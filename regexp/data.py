@@ -1353,11 +1353,11 @@ def load(cfg) -> Dataset:
             idx_train, test_size=float(cfg.val_size), random_state=seed
         )
 
-    scaler = None
+    x_scaler = None
     if cfg.scaler_fit != "none":
         fit_on = x if cfg.scaler_fit == "all" else x[idx_train]
-        scaler = StandardScaler().fit(fit_on)
-        x = scaler.transform(x)
+        x_scaler = StandardScaler().fit(fit_on)
+        x = x_scaler.transform(x)
     x = x.astype("float32")
     mean, scale = 0.0, 1.0
     if regression:
@@ -1387,8 +1387,8 @@ def load(cfg) -> Dataset:
         input_shape=input_shape if len(input_shape) > 1 else (),
         target_stats=_statistics(y) if regression else {},
         pixels=float(meta["pixels"]) if "pixels" in meta else None,
-        scaler_mean=None if scaler is None else scaler.mean_,
-        scaler_scale=None if scaler is None else scaler.scale_,
+        scaler_mean=None if x_scaler is None else x_scaler.mean_,
+        scaler_scale=None if x_scaler is None else x_scaler.scale_,
         other_columns=list(meta.get("other_columns", [])),
     )
     _log(data, notes)

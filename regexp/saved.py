@@ -149,16 +149,20 @@ def custom_objects(run: Path | None = None) -> dict[str, Any]:
     loads a run's model."""
     import importlib
 
-    import keras
+    from regexp.backend import import_keras
 
+    cfg = None if run is None else rundir.read_config(run)
+    if "tensorflow" in sys.modules:  # its thread pools are set already: keep them
+        import keras
+    else:  # quietly, with the run's threads
+        keras = import_keras(int(cfg.trainer.get("threads", 0)) if cfg is not None else 0)
     import regexp.custom_regularizers  # noqa: F401  (registers L3 and KLSparsity)
     from regexp.layers import random_layer
     from regexp.regularizers import _penalty_class
 
     random_layer(), _penalty_class()
-    if run is None:
+    if cfg is None:
         return {}
-    cfg = rundir.read_config(run)
     found: dict[str, Any] = {}
     for key, target in _targets(cfg.reg):
         module, _, name = target.rpartition(".")
@@ -200,11 +204,10 @@ def load_model(run: str | Path, best: bool = False):
     """The Keras model a run saved: its final model (``model.keras``), or with
     ``best=True`` its best epoch's under early stopping (``model_best.keras``). Imports
     TensorFlow, and the user's regularizer modules the run's config names."""
-    from regexp.backend import import_keras
-
     path = model_path(Path(run), best)
-    keras = import_keras()
-    objects = custom_objects(Path(run))
+    objects = custom_objects(Path(run))  # imports TensorFlow, with the run's threads
+    import keras
+
     return keras.saving.load_model(path, custom_objects=objects, compile=False)
 
 

@@ -1,4 +1,5 @@
-"""Regularizers a user might write, for the fault tests."""
+"""Regularizers a user might write: two faulty ones for the fault tests, and a working one
+for the saved-model tests."""
 
 import keras
 
@@ -21,3 +22,13 @@ class Eager(keras.regularizers.Regularizer):
 
     def __call__(self, x):
         return self.lam * float(abs(x.numpy()).sum())
+
+
+class Quartic(keras.regularizers.Regularizer):
+    """A working one, as a user writes it (no get_config): ``lam * sum(x^4)``."""
+
+    def __init__(self, lam: float = 0.01):
+        self.lam = lam
+
+    def __call__(self, x):
+        return self.lam * keras.ops.sum(x**4)
