@@ -108,18 +108,26 @@ def save(job: Job, run_dir: Path) -> None:
     """Write ``model.keras``, ``model_best.keras`` (with early stopping) and
     ``preprocess.json`` into ``run_dir``, each atomically. The saved model is the job's
     own layers as an uncompiled model: its weights now are the final ones."""
+    import shutil
+
     import keras
 
     model = job.model
     plain = keras.Model(model.input, model.output, name=model.name)  # the same layers
-    rundir.write_atomic(run_dir / rundir.MODEL, plain.save)
+    final = run_dir / rundir.MODEL
+    rundir.write_atomic(final, plain.save)
     if job.best_epoch is not None and job.best_weights is not None:
-        final = model.get_weights()
-        model.set_weights(job.best_weights)
-        try:
-            rundir.write_atomic(run_dir / rundir.MODEL_BEST, plain.save)
-        finally:
-            model.set_weights(final)
+        last = model.get_weights()
+        if all(np.array_equal(a, b) for a, b in zip(last, job.best_weights, strict=True)):
+            # restore_best, or the last epoch was the best: the same model, copied
+            rundir.write_atomic(run_dir / rundir.MODEL_BEST,
+                                lambda tmp: shutil.copyfile(final, tmp))  # fmt: skip
+        else:
+            model.set_weights(job.best_weights)
+            try:
+                rundir.write_atomic(run_dir / rundir.MODEL_BEST, plain.save)
+            finally:
+                model.set_weights(last)
     rundir.write_json_atomic(run_dir / rundir.PREPROCESS, preprocessing(job.data, job.cfg))
 
 

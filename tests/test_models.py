@@ -9,7 +9,8 @@ standard deviation of every row), the best epoch's validation loss read from the
 history. Three trainings serve every test: a compiled CSV run of three classes under
 early stopping without ``restore_best`` with a user's own kernel regularizer
 (``tests/user_regularizers.py``), a fused sweep of two members (L1 activity, regexp's
-Huber kernel penalty, regexp's dropout), and a regression run.
+Huber kernel penalty, regexp's dropout; early stopping with ``restore_best``), and a
+regression run.
 """
 
 import json
@@ -87,6 +88,7 @@ def runs(tmp_path_factory):
                  "reg.hidden.kernel={kind:huber,lam:0.001,delta:1.0}",
                  "reg.hidden.dropout={rate:0.2}",
                  "dataset=moons", "dataset.n_samples=120", "trainer.epochs=3",
+                 "trainer=early_stopping",  # restore_best (the default): model_best = model
                  "trainer.quiet=true", "hydra/launcher=fused",
                  f"hydra.sweep.dir={sweep}"]) == 0  # fmt: skip
     for i, folder in enumerate(rundir.job_folders(sweep)):
@@ -126,7 +128,7 @@ def test_a_completed_run_saves_its_model_before_metrics_json(runs, name):
     run = runs[name]
     names = {p.name for p in run.iterdir()}
     assert {"model.keras", "preprocess.json"} <= names
-    assert ("model_best.keras" in names) == (name == "csv")  # early stopping only
+    assert ("model_best.keras" in names) == (name != "regression")  # early stopping only
     assert not [n for n in names if n.endswith(".tmp") or n.startswith(".model")]
     last = (run / "metrics.json").stat().st_mtime_ns
     assert all((run / n).stat().st_mtime_ns <= last for n in names if n.startswith("model"))
@@ -172,6 +174,15 @@ def test_model_best_holds_the_best_epoch_and_model_the_last(runs):
                                        rel=1e-5)  # fmt: skip
     assert loss[best] == pytest.approx(history.val_data_loss.min(), rel=1e-5)
     assert abs(loss[best] - loss[last]) > 1e-3
+
+
+@pytest.mark.parametrize("name", MEMBERS)
+def test_with_restore_best_model_best_is_the_final_model(runs, name):
+    """A fused member under early stopping with restore_best ends on its best epoch's
+    weights: model_best.keras is model.keras, byte for byte."""
+    run = runs[name]
+    assert _metrics(run)["best_epoch"] is not None
+    assert (run / "model_best.keras").read_bytes() == (run / "model.keras").read_bytes()
 
 
 def _eval(capsys, *args) -> dict:
@@ -262,14 +273,14 @@ def test_predict_gives_a_regression_target_in_its_original_units(runs, tmp_path)
         (["eval", "{csv}", "optimizer.lr=1"], None,
          "optimizer.lr='1' is not accepted; expected dataset overrides only"),
         (["eval", "{csv}", "dataset.noise=0.5"], None, "dataset.noise=0.5 is not accepted"),
-        (["eval", "{member0}", "--best"], None, "has no model_best.keras: only runs with early"),
+        (["eval", "{regression}", "--best"], None, "has no model_best.keras: only runs with early"),
         (["eval", "{member0}", "dataset=iris"], None, "the data's features (sepal length"),
     ],
     ids=["missing", "extra", "text", "predict-no-run", "eval-no-run", "key", "csv-noise", "best",
          "features"],
 )  # fmt: skip
 def test_bad_input_is_one_line(runs, tmp_path, capsys, args, csv, said):
-    where = {"csv": runs["csv"], "member0": runs["member0"], "tmp": tmp_path}
+    where = {**runs, "tmp": tmp_path}
     args = [a.format(**where) for a in args]
     if csv is not None:
         (tmp_path / "new.csv").write_text(csv)
