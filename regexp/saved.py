@@ -408,15 +408,15 @@ def compose(run: Path, overrides: Sequence[str]) -> DictConfig:
         if not eq:
             raise UserError(f"{item!r}: expected a dataset override, dataset=NAME or "
                             "dataset.KEY=VALUE")  # fmt: skip
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
         if not (key == "dataset" or key.startswith("dataset.")):
-            raise ConfigError(
-                key,
-                value,
-                "dataset overrides only: dataset=NAME or "
-                "dataset.KEY=VALUE (the model and its training stay the run's)",
-            )
-        pairs.append((key, value))
-    for key, value in sorted(pairs, key=lambda p: p[0] != "dataset"):  # the group first
+            only = "dataset overrides only: dataset=NAME or dataset.KEY=VALUE"
+            raise ConfigError(key, parsed, f"{only} (the model and its training stay the run's)")
+        pairs.append((key, value, parsed))
+    for key, value, parsed in sorted(pairs, key=lambda p: p[0] != "dataset"):  # group first
         if key == "dataset":
             recipe = CONF / "dataset" / f"{value}.yaml"
             if not recipe.is_file():
@@ -425,10 +425,6 @@ def compose(run: Path, overrides: Sequence[str]) -> DictConfig:
             with open_dict(cfg):
                 cfg.dataset = OmegaConf.load(recipe)
             continue
-        try:
-            parsed = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            parsed = value
         with open_dict(cfg):
             OmegaConf.update(cfg, key, parsed, force_add=True)
     return cfg

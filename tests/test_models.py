@@ -271,7 +271,7 @@ def test_predict_gives_a_regression_target_in_its_original_units(runs, tmp_path)
         (["predict", "{tmp}"], "a\n", "not a run folder (no config.yaml)"),
         (["eval", "{tmp}"], None, "not a run folder (no config.yaml)"),
         (["eval", "{csv}", "optimizer.lr=1"], None,
-         "optimizer.lr='1' is not accepted; expected dataset overrides only"),
+         "optimizer.lr=1 is not accepted; expected dataset overrides only"),
         (["eval", "{csv}", "dataset.noise=0.5"], None, "dataset.noise=0.5 is not accepted"),
         (["eval", "{regression}", "--best"], None, "has no model_best.keras: only runs with early"),
         (["eval", "{member0}", "dataset=iris"], None, "the data's features (sepal length"),
