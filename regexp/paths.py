@@ -1,8 +1,10 @@
-"""Where regexp's own files are: the shipped configs, and the source checkout if any.
+"""Where regexp's own files are: the shipped configs, the source checkout if any, and its
+lock file.
 
 The configs are ``conf/`` at the top of the repository, installed as the package data
 ``regexp.conf`` (a folder of YAML files, no ``__init__.py``); this is the one place that
-locates them.
+locates them. ``requirements.lock`` (what ``make`` installs) is beside ``pyproject.toml`` in
+a source tree and in no wheel.
 """
 
 from __future__ import annotations
@@ -38,3 +40,15 @@ def source_checkout() -> Path | None:
     for an installed wheel: only then does a git commit describe the code that ran."""
     top = Path(__file__).resolve().parent.parent
     return top if (top / "pyproject.toml").is_file() and (top / ".git").exists() else None
+
+
+LOCK = "requirements.lock"
+
+
+def lock_file() -> Path | None:
+    """The lock file of the source tree regexp runs from (``requirements.lock`` beside
+    ``pyproject.toml``; a git checkout or not), or None for an installed wheel or a tree
+    without one."""
+    top = Path(__file__).resolve().parent.parent
+    lock = top / LOCK
+    return lock if (top / "pyproject.toml").is_file() and lock.is_file() else None

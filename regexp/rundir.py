@@ -19,9 +19,11 @@ damaged file reads as "no record" rather than an error.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -251,6 +253,15 @@ def read_history(run_dir: Path):
     return frame
 
 
+def read_env(run_dir: Path) -> dict[str, Any] | None:
+    """``env.json`` as a dict, or None if there is none or it is damaged."""
+    try:
+        record = json.loads((Path(run_dir) / ENV).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def read_activations(run_dir: Path) -> dict:
     """``activations.npz`` by layer; {} if there is none or it is damaged."""
     import zipfile
@@ -366,16 +377,102 @@ def _git_commit() -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(dirty)}
 
 
+# a pinned line of a requirements-format lock: name[extras]==version, an optional marker
+_PIN = re.compile(
+    r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*==\s*([^\s;\\]+)\s*(?:;([^\\]*))?"
+)
+
+
+def normalize(name: str) -> str:
+    """A distribution name as the package index compares them (PEP 503): ``PyYAML`` and
+    ``pyyaml``, ``typing_extensions`` and ``typing-extensions`` are one package."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+_HEADER = re.compile(r"^(Name|Version):[ \t]*(.*?)\s*$", re.MULTILINE)
+
+
+def installed_versions() -> dict[str, str]:
+    """Every installed distribution's version by normalised name, the first on ``sys.path``
+    winning as for imports. Reads only the header of each ``METADATA`` file (the
+    email parser that ``metadata.version`` uses costs ~3 ms a package over the long
+    descriptions: half a second for this environment)."""
+    found: dict[str, str] = {}
+    for dist in metadata.distributions():
+        text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+        header = dict(_HEADER.findall(text.split("\n\n", 1)[0]))
+        if "Name" in header and "Version" in header:
+            found.setdefault(normalize(header["Name"]), header["Version"])
+    return found
+
+
+def locked_versions(text: str) -> dict[str, str]:
+    """The pins of a lock file in requirements format (``name==version``, hashes and
+    comments on other lines) that apply to this Python and platform: a pin whose
+    environment marker is false here (``; sys_platform == 'win32'``) is left out.
+    Names are normalised (``normalize``)."""
+    pins = {}
+    for line in text.splitlines():
+        match = _PIN.match(line)  # continuation lines (hashes, comments) start with a space
+        if match is None:
+            continue
+        name, version, marker = match.groups()
+        if marker and marker.strip():
+            from packaging.markers import Marker
+
+            if not Marker(marker.strip()).evaluate():
+                continue
+        pins[normalize(name)] = version
+    return pins
+
+
+def _same_version(a: str | None, b: str) -> bool:
+    """``1.0`` and ``1.0.0``, ``2.1-post1`` and ``2.1.post1`` are one version (PEP 440)."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return a is not None and Version(a) == Version(b)
+    except InvalidVersion:
+        return False
+
+
+def lock_record() -> dict[str, Any] | None:
+    """``env.json``'s ``lock``: the lock file of the source tree regexp runs from, its
+    sha256, and whether the installed versions are the locked ones. ``mismatches`` maps
+    each package whose installed version is not the locked one to both (installed None:
+    not installed); ``matches`` is true when there is none. None without a lock file (an
+    installed wheel). Reads package metadata only: no subprocess, no package imported."""
+    from regexp.paths import LOCK, lock_file
+
+    path = lock_file()
+    if path is None:
+        return None
+    data = path.read_bytes()
+    installed_now, mismatches = installed_versions(), {}
+    for name, locked in locked_versions(data.decode("utf-8", errors="replace")).items():
+        installed = installed_now.get(name)
+        if installed != locked and not _same_version(installed, locked):
+            mismatches[name] = {"locked": locked, "installed": installed}
+    return {
+        "file": LOCK,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "matches": not mismatches,
+        "mismatches": mismatches,
+    }
+
+
 def env_record(
     seed: int, overrides: list[str] | None = None, threads: dict | None = None
 ) -> dict[str, Any]:
-    """What is needed to re-run: versions, git commit, seed, command line, and the
+    """What is needed to re-run: versions, the lock file and whether the installed
+    versions are its own (``lock_record``), git commit, seed, command line, and the
     TensorFlow thread pools the run had (0 = TensorFlow's default, one per core)."""
     packages = ["regexp", "tensorflow", "keras", "numpy", "scikit-learn", "hydra-core", "pandas"]
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "versions": {p: _version(p) for p in packages},
+        "lock": lock_record(),
         "git": _git_commit(),
         "seed": seed,
         "argv": sys.argv,

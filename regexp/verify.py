@@ -3,7 +3,10 @@
 The run is trained again from its ``config.yaml`` with the engine it recorded (a fused
 member is re-run as a group of one), on the CPU with op determinism on, into a temporary
 folder. Every number of ``metrics.json`` (timings and names aside) and every cell of
-``history.csv`` are compared bit for bit; what differs is listed with both values.
+``history.csv`` are compared bit for bit; what differs is listed with both values, and
+then what differs between the environment the run recorded (``env.json``) and this one:
+Python, platform, package versions, the lock file's sha256 and the packages that did not
+match it, and the git commit.
 """
 
 from __future__ import annotations
@@ -54,6 +57,66 @@ def compare(recorded: Path, rerun: Path) -> tuple[list[str], float]:
                     f"difference {np.nanmax(rel):.1e})"
                 )
     return diffs, largest
+
+
+def _short(commit: dict | None) -> str:
+    if not commit:
+        return "none (not a git checkout)"
+    return commit["commit"][:12] + (" with uncommitted changes" if commit.get("dirty") else "")
+
+
+def _lock_text(lock: dict | None) -> str:
+    return "none (not installed from a lock file)" if not lock else f"sha256 {lock['sha256'][:12]}"
+
+
+def _unlocked(lock: dict | None) -> dict:
+    return (lock or {}).get("mismatches") or {}
+
+
+def environment_changes(recorded: dict | None, current: dict) -> list[str]:
+    """What differs between the environment a run recorded (its ``env.json``) and
+    ``current`` (``rundir.env_record``), one line each: Python, platform, the recorded
+    package versions, the lock file (its sha256; the packages whose installed version
+    was not the locked one, then or now) and the git commit. Empty when they agree, or
+    when the run recorded no environment."""
+    if not recorded:
+        return []
+    lines = []
+    for key in ("python", "platform"):
+        if recorded.get(key) != current.get(key):
+            lines.append(f"{key}: recorded {recorded.get(key)}, now {current.get(key)}")
+    before, now = recorded.get("versions") or {}, current.get("versions") or {}
+    for name in sorted(set(before) | set(now)):
+        if before.get(name) != now.get(name):
+            lines.append(f"{name}: recorded {before.get(name)}, now {now.get(name)}")
+    if "lock" in recorded:  # env.json from before regexp recorded the lock says nothing
+        lock, lock_now = recorded["lock"], current.get("lock")
+        if (lock or {}).get("sha256") != (lock_now or {}).get("sha256"):
+            lines.append(f"lock file: recorded {_lock_text(lock)}, now {_lock_text(lock_now)}")
+        then, now_off = _unlocked(lock), _unlocked(lock_now)
+        for when, off in (("recorded", then), ("now", now_off)):
+            if off and then != now_off:
+                listed = ", ".join(f"{name} {v['installed']} (locked {v['locked']})"
+                                   for name, v in sorted(off.items()))  # fmt: skip
+                lines.append(f"installed, not the locked versions ({when}): {listed}")
+    if recorded.get("git") != current.get("git") and "git" in recorded:
+        lines.append(
+            f"git commit: recorded {_short(recorded['git'])}, now {_short(current.get('git'))}"
+        )
+    return lines
+
+
+def explain(run_dir: Path) -> list[str]:
+    """What to print after the numbers differ: whether this environment is the one the
+    run's ``env.json`` recorded, and if not, each difference (``environment_changes``)."""
+    recorded = rundir.read_env(run_dir)
+    if recorded is None:
+        return []
+    where = Path(run_dir) / rundir.ENV
+    changes = environment_changes(recorded, rundir.env_record(0))
+    if not changes:
+        return [f"the environment is the one {where} recorded (versions, lock file, commit)"]
+    return [f"the environment is not the one {where} recorded:"] + [f"  {c}" for c in changes]
 
 
 def verify(run_dir: Path) -> tuple[list[str], float]:
@@ -114,4 +177,6 @@ def main(argv: list[str]) -> int:
     )
     for line in diffs:
         print(f"  {line}")
+    for line in explain(Path(argv[0])):
+        print(line)
     return 1

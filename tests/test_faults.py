@@ -329,6 +329,8 @@ def test_verify_confirms_a_run_and_catches_a_change(tmp_path, capsys):
     assert main(["verify", str(tmp_path / "run")]) == 1
     out = capsys.readouterr().out
     assert out.startswith("differs: 1 results") and "test_data_loss" in out
+    # and it says that the environment (versions, lock file, commit) is the recorded one
+    assert f"the environment is the one {tmp_path / 'run' / 'env.json'} recorded" in out
 
 
 def test_two_runs_started_together_get_their_own_folders(tmp_path):

@@ -182,6 +182,8 @@ def _check_run(venv: Venv, work: Path) -> None:
     venv.run("regexp", "run", "trainer.epochs=2", f"hydra.run.dir={work / 'run'}", cwd=work)
     metrics = _metrics(work / "run")
     assert metrics["status"] == "completed" and metrics["epochs_run"] == 2
+    # an installed copy has no requirements.lock beside it: env.json says so
+    assert json.loads((work / "run" / "env.json").read_text())["lock"] is None
 
 
 def test_wheel_and_sdist_ship_the_configs_and_the_plugin(dist, source):
