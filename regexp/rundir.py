@@ -441,7 +441,8 @@ def lock_record() -> dict[str, Any] | None:
     sha256, and whether the installed versions are the locked ones. ``mismatches`` maps
     each package whose installed version is not the locked one to both (installed None:
     not installed); ``matches`` is true when there is none. None without a lock file (an
-    installed wheel). Reads package metadata only: no subprocess, no package imported."""
+    installed wheel). Reads files only (package metadata): no subprocess, and of the
+    packages only ``packaging`` is imported (for environment markers)."""
     from regexp.paths import LOCK, lock_file
 
     path = lock_file()
