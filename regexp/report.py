@@ -257,7 +257,17 @@ def summary(groups: list[Group], comparison: pd.DataFrame | None = None) -> pd.D
         if comparison is not None:
             row.update(_compared(g, groups, comparison))
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if comparison is None:
+        return table
+    # each compared number's comparison and verdict right after it, so that a row reads
+    # "accuracy [CI], its difference from the baseline [CI], p, verdict" on one screen
+    first = ["group", *keys, "n"]
+    for name in dict.fromkeys(m for g in groups for m in compared(g.kind)):
+        first += [name, f"{name}_ci_low", f"{name}_ci_high"]
+        first += [f"{name}_{column}" for column in MERGED]
+    first = [c for c in first if c in table]
+    return table[first + [c for c in table if c not in first]]
 
 
 def _compared(group: Group, groups: list[Group], comparison: pd.DataFrame) -> dict[str, Any]:

@@ -38,6 +38,12 @@ def test_table_numbers_are_the_runs_numbers(sweep, tmp_path):
     assert list(table["n"]) == [3, 3]
     # the keys of the labels as columns; none ignores reg.lam, so its cell is empty
     assert list(table.columns[:3]) == ["reg.name", "reg.lam", "n"]
+    # each compared number is followed by its comparison and verdict, so they sit together
+    at = list(table.columns).index("test_accuracy")
+    assert list(table.columns[at : at + 8]) == [
+        "test_accuracy", "test_accuracy_ci_low", "test_accuracy_ci_high", "test_accuracy_diff",
+        "test_accuracy_diff_ci_low", "test_accuracy_diff_ci_high", "test_accuracy_p_holm",
+        "test_accuracy_verdict"]  # fmt: skip
     assert list(table["reg.name"]) == ["l1_activity", "none"]
     assert table["reg.lam"].iloc[0] == 0.01 and pd.isna(table["reg.lam"].iloc[1])
     reg = _metrics(sweep, "l1_activity")
