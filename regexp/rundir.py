@@ -304,10 +304,14 @@ def is_run(folder: Path) -> bool:
 
 
 def is_copy(folder: Path) -> bool:
-    """A folder with a run's records but none of the files only a run writes (``env.json``,
-    ``history.csv``, Hydra's ``.hydra``): MLflow's copy of a run's artifacts, not a run."""
+    """MLflow's copy of a run's artifacts (``<run id>/artifacts/``), not a run: a folder
+    named ``artifacts`` with none of the files only a run writes (``env.json``,
+    ``history.csv``, Hydra's ``.hydra``). A job folder holding only its ``config.yaml``
+    (not yet trained, or never started) is a run: unfinished."""
     folder = Path(folder)
-    return not any((folder / name).exists() for name in (ENV, HISTORY, ".hydra"))
+    return folder.name == "artifacts" and not any(
+        (folder / name).exists() for name in (ENV, HISTORY, ".hydra")
+    )
 
 
 def find_runs(paths: list[str], unfinished: bool = False) -> list[Path]:

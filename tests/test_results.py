@@ -146,6 +146,9 @@ def test_status_filters_and_broken_folders_never_break_the_call(sweep, tmp_path,
     broken = root / "broken_config"
     shutil.copytree(jobs[3], broken)
     (broken / "config.yaml").write_text("seed: [0\nreg: {")
+    waiting = root / "9_l1_activity"  # a fused job not yet trained: its config.yaml alone
+    waiting.mkdir()
+    shutil.copy(jobs[3] / "config.yaml", waiting / "config.yaml")
     copy = root / "mlflow-artifacts" / "abc" / "artifacts"  # MLflow's copy of a run: no run
     copy.mkdir(parents=True)
     for name in ("config.yaml", "metrics.json"):
@@ -157,7 +160,8 @@ def test_status_filters_and_broken_folders_never_break_the_call(sweep, tmp_path,
     every = runs(str(root), status=None).set_index("run")
     assert dict(every["status"]) == {
         str(jobs[0]): "damaged", str(jobs[1]): "unfinished", str(jobs[2]): "diverged",
-        **{str(j): "completed" for j in jobs[3:]}, str(broken): "damaged"}  # fmt: skip
+        **{str(j): "completed" for j in jobs[3:]}, str(broken): "damaged",
+        str(waiting): "unfinished"}  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"regexp: {jobs[0] / 'metrics.json'}: not a readable record (damaged); "
                    "its status is 'damaged'",
@@ -166,7 +170,7 @@ def test_status_filters_and_broken_folders_never_break_the_call(sweep, tmp_path,
     unfinished = every.loc[str(jobs[1])]
     assert unfinished["reg.lam"] in LAMS and np.isnan(unfinished["test_accuracy"])
     assert sorted(runs(str(root), status=["unfinished", "damaged"])["status"]) == [
-        "damaged", "damaged", "unfinished"]  # fmt: skip
+        "damaged", "damaged", "unfinished", "unfinished"]  # fmt: skip
     assert "test_accuracy" not in runs(str(root), status="unfinished").columns
     with pytest.raises(
         UserError,
@@ -177,11 +181,11 @@ def test_status_filters_and_broken_folders_never_break_the_call(sweep, tmp_path,
     with pytest.raises(UserError, match="matches no file or folder"):
         runs(str(tmp_path / "nothing"))
     glob = runs(f"{root}/*_l1_activity", status=None)  # globs, as in report
-    assert len(glob) == 6
+    assert len(glob) == 7  # the six jobs and the one not yet trained
 
     out = tmp_path / "report"
     build([str(root)], out)
-    assert len(pd.read_csv(out / "runs.csv")) == 7
+    assert len(pd.read_csv(out / "runs.csv")) == 8
 
 
 def test_import_regexp_gives_the_api_without_tensorflow(sweep):
