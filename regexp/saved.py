@@ -31,6 +31,7 @@ import contextlib
 import json
 import math
 import sys
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,7 +217,14 @@ def load_model(run: str | Path, best: bool = False):
     objects = custom_objects(Path(run))  # imports TensorFlow, with the run's threads
     import keras
 
-    return keras.saving.load_model(path, custom_objects=objects, compile=False)
+    try:
+        return keras.saving.load_model(path, custom_objects=objects, compile=False)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # cut short, overwritten
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(
+            f"{path}: cannot load it as a Keras model (damaged or cut short: {reason}); "
+            "`regexp verify` trains the run again"
+        ) from None
 
 
 def read_preprocessing(run: Path) -> dict[str, Any]:
@@ -226,6 +234,14 @@ def read_preprocessing(run: Path) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         model_path(Path(run))  # the reason there is no model, if that is it
         raise UserError(f"{path}: cannot read it ({e})") from None
+    if not isinstance(record, dict):
+        record = {}
+    scaled = "target_scaling" if record.get("task") == "regression" else "classes"
+    needed = ["features", "task", scaled]
+    lacking = [k for k in needed if k not in record]
+    if lacking:
+        raise UserError(f"{path}: damaged: it lacks {lacking[0]!r} (a run writes "
+                        f"{', '.join(needed)})")  # fmt: skip
     return record
 
 

@@ -340,3 +340,29 @@ def test_saved_models_load_in_a_fresh_process_and_commands_import_only_what_they
     assert out["user"] == "Quartic"
     x = _data(runs["csv"]).x_test
     assert np.array_equal(np.float32(out["csv"]), np.asarray(load_model(runs["csv"])(x)))
+
+
+@pytest.mark.parametrize("damage", ["model_cut", "model_empty", "preprocess_partial"])
+def test_a_damaged_saved_file_is_one_line_naming_it(runs, tmp_path, capsys, damage):
+    """A model.keras cut short or emptied, or a preprocess.json lacking a key: one line
+    naming the file, exit 2, for predict and eval alike (never Keras' "File not found")."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["csv"], run)
+    model = run / "model.keras"
+    if damage == "model_cut":
+        model.write_bytes(model.read_bytes()[:3000])
+    elif damage == "model_empty":
+        model.write_bytes(b"")
+    else:
+        (run / "preprocess.json").write_text(json.dumps({"features": ["x1", "x2"]}))
+    data = str(Path(OmegaConf.load(runs["csv"] / "config.yaml").dataset.path))
+    named = "preprocess.json" if damage == "preprocess_partial" else "model.keras"
+    for args in (["predict", str(run), "--data", data], ["eval", str(run)]):
+        if damage == "preprocess_partial" and args[0] == "eval":
+            continue  # eval reads the run's own data through its config, not preprocess.json
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("regexp: error: "), err
+        assert f"{run / named}: " in err and ("damaged" in err), err
