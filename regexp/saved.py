@@ -486,6 +486,8 @@ def eval_run(run: Path, overrides: Sequence[str] = (), best: bool = False) -> di
     checked = validate(cfg)  # the whole config, as a run would check it: one line if wrong
     data = datasets.load(cfg.dataset)
     _check_same_inputs(run, data, record)
+    if overrides:  # the model's own preprocessing, as predict applies it, not one fit anew
+        data = _as_recorded(data, record)
     model = load_model(run, best)  # TensorFlow, imported quietly first
     from regexp.model import loss_penalties_of
 
@@ -498,6 +500,35 @@ def eval_run(run: Path, overrides: Sequence[str] = (), best: bool = False) -> di
         "data": data.summary(),
         **{f"{split}_{k}": v for split, vals in final.items() for k, v in vals.items()},
     }
+
+
+def _as_recorded(data, record: dict[str, Any]):
+    """``data`` scaled as the run's model was trained: regexp.data scales the features
+    (and a regression target) with a scaler fit on *this* data; undo that, then apply
+    the run's recorded scaling (``preprocess.json``), as ``predict`` does."""
+    import dataclasses
+
+    def features(x: np.ndarray) -> np.ndarray:
+        raw = x.astype(np.float64)
+        if data.scaler_mean is not None:
+            raw = raw * data.scaler_scale + data.scaler_mean
+        scaler = record.get("scaler")
+        if scaler:
+            raw = (raw - np.asarray(scaler["mean"])) / np.asarray(scaler["scale"])
+        return raw.astype(np.float32)
+
+    def target(y: np.ndarray) -> np.ndarray:
+        if record["task"] != "regression":
+            return y
+        raw = y.astype(np.float64) * data.target_scale + data.target_mean
+        scaling = record["target_scaling"]
+        return ((raw - scaling["mean"]) / scaling["scale"]).astype(np.float32)
+
+    return dataclasses.replace(
+        data,
+        **{f"x_{s}": features(getattr(data, f"x_{s}")) for s in SPLITS},
+        **{f"y_{s}": target(getattr(data, f"y_{s}")) for s in SPLITS},
+    )
 
 
 def _table(result: dict[str, Any]) -> str:

@@ -204,10 +204,19 @@ def test_eval_reproduces_metrics_json(runs, name, capsys):
 
 
 def test_eval_with_more_noise_measures_the_saved_model_on_that_data(runs, capsys):
+    """On other data the model sees its inputs scaled as in training (the run's recorded
+    scaler, as predict applies it), not by a scaler fit anew on the new data."""
     run = runs["member0"]
     result, record = _eval(capsys, run, "dataset.noise=0.5"), _metrics(run)
-    data = _data(run, "dataset.noise=0.5")
-    scores = _scores(data.y_test, np.asarray(load_model(run)(data.x_test)))
+    cfg = OmegaConf.load(run / "config.yaml")
+    OmegaConf.update(cfg, "dataset.noise", 0.5)
+    OmegaConf.update(cfg, "dataset.scaler_fit", "none")  # the raw features
+    data = datasets.load(cfg.dataset)
+    scaler = json.loads((run / "preprocess.json").read_text())["scaler"]
+    x = (data.x_test.astype(np.float64) - np.array(scaler["mean"])) / np.array(scaler["scale"])
+    refit = _data(run, "dataset.noise=0.5").x_test  # a scaler fit on the noisier data
+    assert not np.allclose(refit, x.astype(np.float32), atol=1e-3)  # so the test can tell
+    scores = _scores(data.y_test, np.asarray(load_model(run)(x.astype(np.float32))))
     assert result["test_accuracy"] == scores["accuracy"]
     assert result["test_data_loss"] == pytest.approx(scores["data_loss"], rel=1e-6)
     assert result["test_data_loss"] != pytest.approx(record["test_data_loss"], rel=1e-3)
