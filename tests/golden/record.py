@@ -8,7 +8,14 @@ every cell of ``history.csv``, read back from the files.
 Only the command line (``regexp run``) and the files are used, so the same script
 records the numbers of any version of regexp:
 
-    python tests/golden/record.py tests/golden/golden.json
+    python tests/golden/record.py OUT.json
+
+oneDNN's kernels differ by CPU, and so do the last bits of the numbers: ``golden.json``
+holds one record per kind of machine, each made by this script at commit d9f341b (main
+before the single-pipeline restructure) on that machine. To add a kind of machine, run
+it there from a checkout of d9f341b (``git worktree add /tmp/gold d9f341b``, then
+``PYTHONPATH=/tmp/gold python /tmp/gold/tests/golden/record.py OUT.json``) and append
+``{"machine": ..., "commit": "d9f341b", "runs": <OUT.json>}`` to its ``records``.
 """
 
 from __future__ import annotations
