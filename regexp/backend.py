@@ -46,8 +46,10 @@ def import_keras(threads: int = 0):
     only be set before TensorFlow first runs, so the first run of a process decides.
     """
     global _tf_threads
+    from regexp.timing import phase
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _quiet_native_stderr():
+    with _quiet_native_stderr(), phase("import"):
         import keras
         import tensorflow as tf
 

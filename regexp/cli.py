@@ -307,14 +307,15 @@ def run(args: list[str]) -> int:
 
     import hydra
 
-    from regexp import rundir
+    from regexp import rundir, timing
     from regexp.compose import given, precheck
     from regexp.paths import CONF
 
     # -m may stand anywhere; Hydra's parser takes it only before the overrides
     args = [a for a in args if a in MULTIRUN] + [a for a in args if a not in MULTIRUN]
     try:
-        destination = precheck(args)
+        with timing.phase("compose"):
+            destination = precheck(args)
     except UserError as e:
         return _fail(e)
     if destination is not None:  # the folder resolved once (a ${now:...} in it included)
@@ -354,6 +355,7 @@ def run(args: list[str]) -> int:
     finally:
         sys.argv = saved
         signal.signal(signal.SIGTERM, saved_term)
+        timing.dump()  # REGEXP_TIMING=FILE: the seconds per phase, for make bench
     outcomes = _outcomes(destination)
     failed = [(d, s, e) for d, s, e in outcomes if s != "completed"]
     if failed:

@@ -32,6 +32,7 @@ from regexp.config import ENGINE_CHOICES, early_stopping
 from regexp.diagnostics import for_model
 from regexp.fused import fit_members
 from regexp.progress import Epochs
+from regexp.timing import phase
 from regexp.training import (
     BatchOrders,
     ChunkHistory,
@@ -171,6 +172,8 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
                 if not rule.active():
                     break
 
+    with phase("trace"):  # the one trace, before the first chunk
+        run.get_concrete_function()
     progress = Epochs(trainer, epochs, lead=lead)
     job.snapshot(0, model.get_weights)
 

@@ -44,6 +44,7 @@ from regexp.config import early_stopping
 from regexp.diagnostics import Diagnostics
 from regexp.optimizers import OPTIMIZERS, Stacked
 from regexp.progress import Epochs
+from regexp.timing import phase
 from regexp.tasks import smoothing_of
 from regexp.training import (
     BatchOrders,
@@ -183,6 +184,9 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
 
         tf.while_loop(more, lambda e: epoch_body(order, e), (tf.constant(0),))
         return tf.constant(0)
+
+    with phase("trace"):  # the one trace, before the first chunk
+        run.get_concrete_function()
 
     def train(start: int, stop: int) -> None:
         run(np.stack([o.take(stop - start) for o in orders], axis=1))  # [epochs, K, n]

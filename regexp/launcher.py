@@ -120,55 +120,107 @@ class FusedLauncherBase(Launcher):
         return [returns[job.num] for job in jobs]
 
     def dispatch(self, groups: list[list[_Job]], done: int, total: int) -> dict[int, JobReturn]:
-        """Train the groups and write their folders: here, one group after another."""
+        """Train the groups here, one after another, while a writer process writes the
+        folders of those trained (``regexp.writer``)."""
+        from regexp import writer
         from regexp.errors import UserError
 
         assert self.config is not None
-        returns: dict[int, JobReturn] = {}
         failures = []
-        for group in groups:
-            lead = f"jobs {done + len(returns)}/{total} done, {len(group)} running | "
-            try:
-                trained, interrupted = train_group(self.hydra_context, group, lead)
-            except UserError as e:  # bad input only building could find; others go on
-                failures.append((_numbers(group), str(e), ""))
-                continue
-            returns.update(trained)
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-            if interrupted:  # the group's folders say so; later groups never start
-                raise KeyboardInterrupt
+        folders = writer.shared()
+        written = 0
+        try:
+            start_writing(folders, self.hydra_context)
+            for group in groups:
+                lead = f"jobs {done + written}/{total} done, {len(group)} running | "
+                try:
+                    interrupted = train_group(folders, group, lead)
+                except UserError as e:  # bad input only building could find; others go on
+                    failures.append((_numbers(group), str(e), ""))
+                    continue
+                written += len(group)
+                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+                if interrupted:  # the group's folders say so; later groups never start
+                    raise KeyboardInterrupt
+                if folders.failed() is not None:  # e.g. the disk is full: stop training more
+                    break
+        finally:  # an interrupt too: every trained job is written first
+            from regexp.pipeline import interrupts_deferred
+
+            with interrupts_deferred():
+                returns, error = collect(folders)
+        if error is not None:
+            failures.append(error)
         _fail_if_any(failures)
         return returns
 
 
-def train_group(
-    hydra_context: HydraContext, group: list[_Job], lead: str = ""
-) -> tuple[dict, bool]:
-    """Train one group with the pipeline, and write each job's folder through Hydra's
-    ``run_job`` (which adds ``.hydra/`` and the job's log).
+def start_writing(folders: Any, hydra_context: HydraContext) -> None:
+    """Give the writer what Hydra's ``run_job`` needs there: Hydra's state, the launch
+    folder and the context."""
+    instances = Singleton.get_state()["instances"]  # its resolvers are registered again there
+    folders.submit(_writing_for, hydra_context, instances, os.getcwd())
 
-    Returns each job's ``JobReturn`` by number, and whether training was interrupted.
+
+def _writing_for(hydra_context: HydraContext, instances: dict, cwd: str) -> None:
+    global _context
+    if _context is not hydra_context:  # a writer process: Hydra's state as it was here
+        from regexp.compose import register_resolvers
+
+        Singleton._instances.update(instances)
+        setup_globals()
+        register_resolvers()
+        os.chdir(cwd)
+    _context = hydra_context
+
+
+_context: HydraContext | None = None  # the writer's: set by start_writing
+
+
+def train_group(folders: Any, group: list[_Job], lead: str = "") -> bool:
+    """Train one group with the pipeline, and hand each trained job to the writer
+    ``folders``, which writes its folder through Hydra's ``run_job`` (which adds
+    ``.hydra/`` and the job's log). Returns whether training was interrupted.
+
     Runs in the launching process (``fused``) or in a worker (submitit, Ray).
     """
     from regexp import pipeline
 
     trained = pipeline.train([job.planned for job in group], lead)
-    returns = {}
     with pipeline.interrupts_deferred():
         for index, job in enumerate(group):
             if job.done:  # complete before this sweep; trained again only for its group
                 continue
-            returns[job.num] = run_job(
-                hydra_context=hydra_context,
-                task_function=lambda cfg, index=index: trained.write(index),
-                config=job.sweep_config,
-                job_dir_key="hydra.sweep.dir",
-                job_subdir_key="hydra.sweep.subdir",
-            )
-            if returns[job.num].status == JobStatus.FAILED:  # e.g. the disk is full
-                # what the job raised (return_value would print a line of its own first)
-                raise returns[job.num]._return_value
-    return returns, trained.interrupted
+            folders.submit(write_job, job.num, job.sweep_config, trained.finish(index))
+    return trained.interrupted
+
+
+def write_job(num: int, sweep_config: DictConfig, finished: Any) -> tuple[int, JobReturn]:
+    """Write a finished job's folder through Hydra's ``run_job``, in the writer."""
+    from regexp.pipeline import write_folder
+
+    assert _context is not None, "start_writing first"
+    returned = run_job(
+        hydra_context=_context,
+        task_function=lambda cfg: write_folder(finished),
+        config=sweep_config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+    return num, returned
+
+
+def collect(folders: Any) -> tuple[dict[int, JobReturn], tuple[str, str, str] | None]:
+    """Wait for the writer: each written job's return by number, and, if the writing of
+    any failed (e.g. the disk is full), the first one's numbers and error for
+    ``_fail_if_any``; the jobs that failed are not among the returns."""
+    written = dict(r for r in folders.results() if r is not None)
+    failed = [num for num, r in written.items() if r.status == JobStatus.FAILED]
+    returns = {num: r for num, r in written.items() if num not in failed}
+    if not failed:
+        return returns, None
+    more = f" (and {len(failed) - 1} more jobs)" if len(failed) > 1 else ""
+    return returns, (f"#{failed[0]}", f"{written[failed[0]]._return_value}{more}", "")
 
 
 @dataclass
@@ -201,11 +253,16 @@ def train_group_in_worker(
         with open_dict(job.sweep_config):
             job.sweep_config.hydra.job.id = f"{worker}_{job.num}"
     log.info("Training jobs %s in this worker", _numbers(group))
+    from regexp.writer import Writer
+
+    folders = Writer(processes=0)  # the worker's cores are its group's
+    start_writing(folders, hydra_context)
     try:
-        returns, _ = train_group(hydra_context, group)
+        train_group(folders, group)
     except UserError as e:  # bad input only training could find (e.g. a non-scalar penalty)
         return GroupResult({}, str(e))
-    return GroupResult(returns)
+    returns, error = collect(folders)
+    return GroupResult(returns, None if error is None else error[1])
 
 
 def _interrupt(signum, frame):

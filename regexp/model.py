@@ -182,6 +182,12 @@ def total_penalty(model: keras.Model, x: np.ndarray, penalties: Penalties) -> fl
     as the batch.
     """
     model(x, training=False)
+    return penalty_after_call(model, penalties)
+
+
+def penalty_after_call(model: keras.Model, penalties: Penalties) -> float:
+    """``total_penalty`` on the inputs of the model's last call (``model.losses`` holds
+    the activity penalties of that call), without calling it again."""
     return float(sum(float(v) for v in model.losses) + float(penalty_of(penalties)))
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from regexp import data as datasets
-from regexp import plots, rundir, saved, tasks
+from regexp import rundir, saved, tasks, timing, writer
 from regexp.backend import import_keras, threads
 from regexp.config import check_memory, validate
 from regexp.diagnostics import is_diagnostic
@@ -163,7 +163,11 @@ def prepare(cfg: DictConfig, plans: list[LayerPlan] | None = None, members: int 
     The initial weights depend only on the structure and the seed, so every engine
     starts the same job from the same weights.
     """
-    plans = validate(cfg).plans if plans is None else plans
+    with timing.phase("prepare"):
+        return _prepare(cfg, validate(cfg).plans if plans is None else plans, members)
+
+
+def _prepare(cfg: DictConfig, plans: list[LayerPlan], members: int) -> Job:
     data = datasets.load(cfg.dataset)
     check_memory(cfg, data.shape, plans, members)
     keras = import_keras(int(cfg.trainer.threads))
@@ -187,6 +191,7 @@ class Trained:
     jobs: list[Job]
     histories: list[History]
     seconds: float  # training time per job
+    summaries: dict[str, str] = field(default_factory=dict)  # model summaries by group key
 
     @property
     def interrupted(self) -> bool:
@@ -195,26 +200,44 @@ class Trained:
             for p, j, h in zip(self.planned, self.jobs, self.histories, strict=True)
         )
 
-    def write(self, index: int) -> dict[str, Any]:
-        """Write job ``index``'s folder; ``metrics.json``'s content."""
+    def finish(self, index: int) -> Finished:
+        """Job ``index``'s folder, computed (``finish``), its model files written."""
         planned = self.planned[index]
         engine = {"engine": planned.engine, "group_size": len(self.planned)}
         if len(self.planned) > 1:  # the group, in order, so that verify can train it again
             engine["group"] = [os.path.relpath(p.folder, planned.folder.parent)
                                for p in self.planned]  # fmt: skip
-        try:
-            return write(self.jobs[index], self.histories[index], self.seconds, planned.folder,
-                         planned.overrides, engine)  # fmt: skip
-        except OSError as e:  # a full disk, a lost permission: metrics.json is never written
-            where = e.filename or planned.folder
-            raise UserError(f"cannot write {where}: {e.strerror or e}") from None
+        job = self.jobs[index]
+        # the members of a group share their layers' names and shapes: one summary
+        key = group_key(planned)
+        if key not in self.summaries:
+            self.summaries[key] = summary_of(job.model)
+        with cannot_write(planned.folder):
+            return finish(job, self.histories[index], self.seconds, planned.folder,
+                          planned.overrides, engine, self.summaries[key])  # fmt: skip
+
+    def write(self, index: int) -> dict[str, Any]:
+        """Write job ``index``'s folder here; ``metrics.json``'s content."""
+        return write_folder(self.finish(index))
+
+
+@contextlib.contextmanager
+def cannot_write(folder: Path) -> Iterator[None]:
+    """A full disk, a lost permission: one line naming the file (``metrics.json`` is then
+    never written)."""
+    try:
+        yield
+    except OSError as e:
+        where = e.filename or folder
+        raise UserError(f"cannot write {where}: {e.strerror or e}") from None
 
 
 def train(group: Sequence[Planned], lead: str = "") -> Trained:
     """Prepare and train one group (a single job, or a fused group) with its engine."""
     jobs = [prepare(p.cfg, p.plans, members=len(group)) for p in group]
     start = time.perf_counter()
-    histories = ENGINES[group[0].engine](jobs, lead=lead)
+    with timing.phase("train"):  # an engine's tracing is its own phase, inside
+        histories = ENGINES[group[0].engine](jobs, lead=lead)
     return Trained(list(group), jobs, histories, (time.perf_counter() - start) / len(jobs))
 
 
@@ -225,26 +248,56 @@ def run(cfg: DictConfig, folder: Path, overrides: Sequence[str] = (),
 
     Raises KeyboardInterrupt after writing the folder of an interrupted run.
     """
-    job = plan(cfg, folder, overrides)
-    if not claim([job], key):
-        return None
+    with timing.phase("compose"):
+        job = plan(cfg, folder, overrides)
+        if not claim([job], key):
+            return None
+    folders = writer.shared()  # started now, its imports overlap TensorFlow's
     trained = train([job])
     with interrupts_deferred():
-        result = trained.write(0)
+        folders.submit(write_folder, trained.finish(0))
+        (result,) = folders.results(replay=True)
     if result["status"] == "interrupted":
         raise KeyboardInterrupt
     return result
 
 
-def write(
+def summary_of(model) -> str:
+    """Keras' ``model.summary()`` text."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *a, **k: lines.append(line))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Finished:
+    """A trained job's folder, computed: everything ``write_folder`` puts in it. It holds
+    no TensorFlow object, so a writer process (``regexp.writer``) can write it."""
+
+    folder: Path
+    cfg: DictConfig
+    record: dict[str, Any]  # metrics.json's content
+    history: History  # up to the epoch it diverged at, if it did
+    env: dict[str, Any]
+    summary: str
+    figures: list[tuple[str, str]]  # (file, series) of the history's figures
+    post: dict[str, np.ndarray] = field(default_factory=dict)  # each hidden layer on test
+    acts: dict[str, np.ndarray] = field(default_factory=dict)  # what each activity penalty sees
+    scatter: tuple | None = None  # (x, colour, title) of a 2-D dataset
+    notes: list[tuple[int, str]] = field(default_factory=list)  # log lines: (level, text)
+
+
+def finish(
     job: Job,
     history: History,
     seconds: float,
     run_dir: Path,
     overrides: Sequence[str] | None,
     engine: dict[str, Any],
-) -> dict[str, Any]:
-    """Write the run folder of a trained job; ``metrics.json`` last. Shared by every engine.
+    summary: str | None = None,
+) -> Finished:
+    """Everything a trained job's folder holds that needs its model, computed where it
+    trained; its saved models written. Shared by every engine.
 
     ``engine`` is what trained it (``{"engine": "fused", "group_size": 4}``). A diverged
     or interrupted run gets its history so far, its curves, and a ``metrics.json`` whose
@@ -256,79 +309,104 @@ def write(
     ``restore_best``).
     """
     from regexp.model import layer_outputs
-    from regexp.tracking import send
 
     cfg, data, model = job.cfg, job.data, job.model
     status, bad_epoch = outcome(history, int(cfg.trainer.epochs), job.stopped_epoch)
     if bad_epoch is not None:
         history = truncate(history, bad_epoch)
-    rundir.write_env(run_dir, rundir.env_record(job.seed, list(overrides or []), threads()))
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, *a, **k: lines.append(line))
-    rundir.write_text(run_dir, rundir.MODEL_SUMMARY, "\n".join(lines) + "\n")
-    frame = rundir.write_history(run_dir, history)
     title = run_name(cfg.get("experiment_name"), cfg.reg.name)
     record = {
         "status": status,
         "name": title,
         **engine,
         "seed": job.seed,
-        "epochs_run": len(frame),
+        "epochs_run": len(history.get("loss", [])),
         # early stopping's epochs, for a complete run (the rule's state means nothing else)
         "stopped_epoch": job.stopped_epoch if status == "completed" else None,
         "best_epoch": job.best_epoch if status == "completed" else None,
         "train_seconds": round(seconds, 3),
         "config_hash": rundir.config_hash(cfg),
     }
+    env = rundir.env_record(job.seed, list(overrides or []), threads())
+    summary = summary_of(model) if summary is None else summary
+    done = Finished(run_dir, cfg, record, history, env, summary, [])
     if cfg.trainer.get("tensorboard"):  # a diverged or interrupted run's curves too
         from regexp.tracking import write_tensorboard
 
-        write_tensorboard(run_dir, frame, job)
+        with timing.phase("write"):
+            write_tensorboard(run_dir, rundir.history_frame(history), job)
     if status != "completed":
-        if len(frame):
-            plots.curves(frame, run_dir / "loss.png", "loss", f"{title}: loss ({status})")
+        if record["epochs_run"]:
+            done.figures = [("loss.png", "loss")]
         record["diverged_epoch"] = bad_epoch
-        rundir.write_metrics(run_dir, record)
-        send(run_dir, cfg, frame, record)  # after metrics.json: it cannot spoil the folder
-        log.warning("%s: %s after %d epochs (%s)", title, status, len(frame), run_dir)
-        return record
+        return done
 
-    final = saved.evaluate(model, data, job.loss_penalties)  # accuracy, data_loss, penalty...
-
-    plots.curves(frame, run_dir / "loss.png", "loss", f"{title}: loss")
-    for series in job.kind.curves:  # accuracy.png; mae.png and r2.png
-        plots.curves(frame, run_dir / f"{series}.png", series, f"{title}: {series}")
-    post, acts = layer_outputs(model, job.plans, data.x_test)
-    rundir.write_activations(run_dir, post)
-    if acts:
-        plots.activations(acts, run_dir / "activations.png", f"{title}: activations on test")
+    with timing.phase("evaluate"):
+        final = saved.evaluate(model, data, job.loss_penalties)  # accuracy, data_loss, ...
+        done.post, done.acts = layer_outputs(model, job.plans, data.x_test)
+        try:  # model.keras, model_best.keras, preprocess.json: before metrics.json
+            saved.save(job, run_dir)
+        except OSError:
+            raise
+        except Exception as e:  # a user's regularizer Keras cannot serialize: keep the run
+            done.notes.append((logging.WARNING, f"{title}: the model could not be saved "
+                               f"({type(e).__name__}: {e}); the run is recorded without "
+                               f"{rundir.MODEL}"))  # fmt: skip
+    done.figures = [("loss.png", "loss")] + [(f"{s}.png", s) for s in job.kind.curves]
     if data.n_features == 2:  # coloured by class, or by the target's value
         colour = data.labels if job.kind is tasks.CLASSIFICATION else np.ravel
         x_all = np.concatenate([data.x_train, data.x_test])
         y_all = np.concatenate([colour(data.y_train), colour(data.y_test)])
-        plots.scatter(x_all, y_all, run_dir / "data.png", f"{data.name} (train + test)")
-
-    result = {
-        **record,
+        done.scatter = (x_all, y_all, f"{data.name} (train + test)")
+    last = {k: v[-1] for k, v in history.items() if v}
+    record.update({
         "val_is_test": data.val_is_test,
         "data": data.summary(),
         **{f"{split}_{k}": v for split, vals in final.items() for k, v in vals.items()},
-        "activity_mean": {name: float(a.mean()) for name, a in acts.items()},
-        "diagnostics": {k: float(v) for k, v in frame.iloc[-1].items() if is_diagnostic(k)},
-    }
-    try:  # model.keras, model_best.keras, preprocess.json: before metrics.json
-        saved.save(job, run_dir)
-    except OSError:
-        raise
-    except Exception as e:  # a user's regularizer Keras cannot serialize: keep the run
-        log.warning("%s: the model could not be saved (%s: %s); the run is recorded "
-                    "without %s", title, type(e).__name__, e, rundir.MODEL)  # fmt: skip
-    rundir.write_metrics(run_dir, result)
-    send(run_dir, cfg, frame, result)  # HParams, MLflow; a failure only warns
+        "activity_mean": {name: float(a.mean()) for name, a in done.acts.items()},
+        "diagnostics": {k: float(v) for k, v in last.items() if is_diagnostic(k)},
+    })  # fmt: skip
     if job.stopped_epoch is not None:
-        log.info("%s: early stopping ended training after epoch %d (best epoch %d)",
-                 title, job.stopped_epoch, job.best_epoch)  # fmt: skip
-    scores = ", ".join(f"test {name.replace('_', ' ')} {result[f'test_{name}']:.4f}"
+        done.notes.append((logging.INFO, f"{title}: early stopping ended training after "
+                           f"epoch {job.stopped_epoch} (best epoch {job.best_epoch})"))  # fmt: skip
+    scores = ", ".join(f"test {name.replace('_', ' ')} {record[f'test_{name}']:.4f}"
                        for name in job.kind.scores)  # fmt: skip
-    log.info("%s: %s (%s)", title, scores, run_dir)
-    return result
+    done.notes.append((logging.INFO, f"{title}: {scores} ({run_dir})"))
+    return done
+
+
+def write_folder(done: Finished) -> dict[str, Any]:
+    """Write a finished job's folder, ``metrics.json`` last; its content. Needs no
+    TensorFlow: a writer process may call it (``regexp.writer``)."""
+    from regexp import plots
+    from regexp.tracking import send
+
+    run_dir, record = done.folder, done.record
+    title = record["name"]
+    with cannot_write(run_dir):
+        with timing.phase("write"):
+            rundir.write_env(run_dir, done.env)
+            rundir.write_text(run_dir, rundir.MODEL_SUMMARY, done.summary)
+            frame = rundir.write_history(run_dir, done.history)
+        with timing.phase("plot"):
+            status = record["status"]
+            for file, series in done.figures:
+                label = series if status == "completed" else f"{series} ({status})"
+                plots.curves(frame, run_dir / file, series, f"{title}: {label}")
+            if done.acts:
+                plots.activations(done.acts, run_dir / "activations.png",
+                                  f"{title}: activations on test")  # fmt: skip
+            if done.scatter is not None:
+                x, colour, name = done.scatter
+                plots.scatter(x, colour, run_dir / "data.png", name)
+        with timing.phase("write"):
+            if status == "completed":
+                rundir.write_activations(run_dir, done.post)
+            rundir.write_metrics(run_dir, record)
+    with timing.phase("write"):
+        send(run_dir, done.cfg, frame, record)  # after metrics.json: it cannot spoil the folder
+    for level, text in done.notes:
+        log.log(level, text)
+    if status != "completed":
+        log.warning("%s: %s after %d epochs (%s)", title, status, len(frame), run_dir)
+    return record

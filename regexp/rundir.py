@@ -106,9 +106,9 @@ def write_metrics(run_dir: Path, record: dict[str, Any]) -> None:
     write_json_atomic(run_dir / METRICS, record)
 
 
-def write_history(run_dir: Path, history: dict[str, list[float]]):
-    """``history.csv``: one row per epoch, the engine's series plus ``penalty`` (the mean
-    total loss minus the mean data loss) and ``val_penalty``. Returns the table."""
+def history_frame(history: dict[str, list[float]]):
+    """``history.csv``'s table: one row per epoch, the engine's series plus ``penalty``
+    (the mean total loss minus the mean data loss) and ``val_penalty``."""
     import numpy as np
     import pandas as pd
 
@@ -116,6 +116,12 @@ def write_history(run_dir: Path, history: dict[str, list[float]]):
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     frame["penalty"] = frame["loss"] - frame["data_loss"]
     frame["val_penalty"] = frame["val_loss"] - frame["val_data_loss"]
+    return frame
+
+
+def write_history(run_dir: Path, history: dict[str, list[float]]):
+    """``history.csv`` (``history_frame``). Returns the table."""
+    frame = history_frame(history)
     frame.to_csv(run_dir / HISTORY, index=False)
     return frame
 

@@ -59,14 +59,14 @@ def evaluate(model, data: Dataset, penalties: Sequence = ()) -> dict[str, dict[s
     ``penalty`` (``model.total_penalty``: the split as one batch), ``total_loss`` = data
     loss + penalty, and ``n``. ``penalties`` are ``reg.mode=loss``'s (variable,
     regularizer) pairs."""
-    from regexp.model import total_penalty
+    from regexp.model import penalty_after_call
 
     task = tasks.of(data)
     final: dict[str, dict[str, Any]] = {}
     for split in SPLITS:
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         scores = task.final(y, np.asarray(model(x, training=False)))
-        penalty = total_penalty(model, x, list(penalties))
+        penalty = penalty_after_call(model, list(penalties))  # on x, as one batch
         final[split] = {**scores, "penalty": penalty,
                         "total_loss": scores["data_loss"] + penalty, "n": len(x)}  # fmt: skip
     return final

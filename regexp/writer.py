@@ -1,0 +1,184 @@
+"""Writing run folders in another process while this one trains.
+
+Once a job has trained, the launching process computes everything its folder holds
+that needs the trained model (``pipeline.finish``: final metrics, activations, saved
+models) and hands the rest to a ``Writer``: files, ``.hydra/``, figures and tracking
+(``pipeline.write_folder``), none of which needs TensorFlow. With ``processes=1`` the
+writer is one spawned process on another core, so a sweep's folders are written while
+its next group trains; with ``processes=0`` it writes here, in order, as it is handed
+the jobs.
+
+The folder contract holds either way: ``metrics.json`` is written last and atomically,
+so a folder whose writer was stopped never looks complete. The writer process ignores
+Ctrl-C and SIGTERM: the launching process decides. It waits for every job it handed
+over before it stops (``results`` under ``pipeline.interrupts_deferred``), so an
+interrupt finishes every trained job; a killed launching process ends its writer too
+(its pipe closes), and a folder being written then stays unfinished.
+
+Log records a job's writing emits in the writer process come back with its result, to
+be handled here (``results(replay=True)``) as if they had been emitted here. The
+writer's time per phase (``regexp.timing``) comes back too, added to this process's.
+
+Importing this module does not import TensorFlow, and neither does the writer process.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+from regexp import timing
+
+PROCESSES = 1  # one writer process; 0 writes in the process that trained (tests, debugging)
+_shared: Writer | None = None
+
+
+def shared() -> Writer:
+    """This process's writer, started on first use (``PROCESSES``) and kept for every run
+    and sweep after, so its start-up is paid once."""
+    global _shared
+    if _shared is None or _shared.processes != PROCESSES or _shared.broken():
+        if _shared is not None:
+            _shared.close()
+        _shared = Writer(PROCESSES)
+    return _shared
+
+
+class Writer:
+    """Calls ``fn(*args)`` for each ``submit``, in order: in a writer process or here."""
+
+    def __init__(
+        self, processes: int = 1, initializer: Callable | None = None, initargs: tuple = ()
+    ) -> None:
+        self.processes = processes
+        self.pending: list[Future | _Done] = []
+        self.pool = None
+        if processes > 0:
+            import multiprocessing
+
+            # spawn, never fork: this process holds TensorFlow's threads
+            self.pool = ProcessPoolExecutor(
+                max_workers=processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start,
+                initargs=(logging.getLogger().getEffectiveLevel(), initializer, initargs),
+            )
+            self.pool.submit(_ready)  # start it now: its imports overlap this process's
+        elif initializer is not None:
+            initializer(*initargs)
+
+    def submit(self, fn: Callable, *args: Any) -> None:
+        if self.pool is None:
+            try:
+                self.pending.append(_Done(fn(*args), None))
+            except Exception as e:
+                self.pending.append(_Done(None, e))
+            return
+        self.pending.append(self.pool.submit(_call, fn, *args))
+
+    def broken(self) -> bool:
+        """Whether its process has died (the next use starts another)."""
+        return self.pool is not None and getattr(self.pool, "_broken", False) is not False
+
+    def failed(self) -> BaseException | None:
+        """The error of a job already written, if one failed (without waiting)."""
+        for item in self.pending:
+            if item.done() and item.exception() is not None:
+                return item.exception()
+        return None
+
+    def results(self, replay: bool = False) -> list[Any]:
+        """Wait for every job handed over; their results in order (raises the first
+        error). ``replay``: handle here the log records the writer process emitted."""
+        pending, self.pending = self.pending, []
+        results, error = [], None
+        for item in pending:
+            try:
+                value = item.result()
+            except BaseException as e:  # the others are still waited for
+                error = error or e
+                continue
+            if isinstance(item, Future):
+                value, records, spent = value
+                timing.add(spent)
+                if replay:
+                    for record in records:
+                        logging.getLogger(record.name).handle(record)
+            results.append(value)
+        if error is not None:
+            raise error
+        return results
+
+    def close(self) -> None:
+        if self.pool is not None:
+            with timing.phase("wait"):
+                self.pool.shutdown(wait=True, cancel_futures=False)
+            self.pool = None
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Done:
+    """A job written here: its result, or its error, as a Future would hold them."""
+
+    def __init__(self, value: Any, error: BaseException | None) -> None:
+        self.value, self.error = value, error
+
+    def done(self) -> bool:
+        return True
+
+    def exception(self) -> BaseException | None:
+        return self.error
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+# --- in the writer process --------------------------------------------------------
+
+
+class _Records(logging.Handler):
+    """Keeps the records emitted while one job is written, to send them back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.msg, record.args = record.getMessage(), None  # picklable, and final
+        record.exc_info = record.exc_text = None
+        self.records.append(record)
+
+
+def _start(level: int, initializer: Callable | None, initargs: tuple) -> None:
+    # the launching process decides when to stop, and waits for its writer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.getLogger().setLevel(level)  # records the launching process would handle
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _ready() -> None:
+    return None
+
+
+def _call(fn: Callable, *args: Any) -> tuple[Any, list[logging.LogRecord], dict[str, float]]:
+    """``fn(*args)``, with the log records it emitted and the time it spent by phase."""
+    handler = _Records()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        value = fn(*args)
+    finally:
+        root.removeHandler(handler)
+    return value, handler.records, timing.take()
