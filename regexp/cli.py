@@ -330,8 +330,14 @@ def run(args: list[str]) -> int:
 
         hc = HydraConfig.get()
         key = "hydra.sweep.dir" if hc.mode == RunMode.MULTIRUN else "hydra.run.dir"
+        from regexp import writer
+
+        # one run: its folder is written by a writer process, started now so that its
+        # imports overlap TensorFlow's; a job of another launcher's sweep writes its own
+        folders = writer.shared() if hc.mode == RunMode.RUN else None
         try:
-            return pipeline.run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), key)
+            return pipeline.run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), key,
+                                folders)  # fmt: skip
         except UserError as e:
             raise SystemExit(_fail(e)) from None
 

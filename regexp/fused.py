@@ -44,8 +44,8 @@ from regexp.config import early_stopping
 from regexp.diagnostics import Diagnostics
 from regexp.optimizers import OPTIMIZERS, Stacked
 from regexp.progress import Epochs
-from regexp.timing import phase
 from regexp.tasks import smoothing_of
+from regexp.timing import phase
 from regexp.training import (
     BatchOrders,
     ChunkHistory,

@@ -156,18 +156,22 @@ def interrupts_deferred() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
-def prepare(cfg: DictConfig, plans: list[LayerPlan] | None = None, members: int = 1) -> Job:
+def prepare(
+    cfg: DictConfig, plans: list[LayerPlan] | None = None, members: int = 1, compiled: bool = True
+) -> Job:
     """Load the data, check that the training fits in memory (``members`` of them for a
-    fused group), and build and compile the model under ``cfg.seed``.
+    fused group), and build and compile the model under ``cfg.seed``. The fused engine
+    trains its own stacked copy (``compiled=False``: the model only gives the initial
+    weights and takes the final ones; compiling draws no random numbers).
 
     The initial weights depend only on the structure and the seed, so every engine
     starts the same job from the same weights.
     """
     with timing.phase("prepare"):
-        return _prepare(cfg, validate(cfg).plans if plans is None else plans, members)
+        return _prepare(cfg, validate(cfg).plans if plans is None else plans, members, compiled)
 
 
-def _prepare(cfg: DictConfig, plans: list[LayerPlan], members: int) -> Job:
+def _prepare(cfg: DictConfig, plans: list[LayerPlan], members: int, compiled: bool) -> Job:
     data = datasets.load(cfg.dataset)
     check_memory(cfg, data.shape, plans, members)
     keras = import_keras(int(cfg.trainer.threads))
@@ -179,7 +183,8 @@ def _prepare(cfg: DictConfig, plans: list[LayerPlan], members: int) -> Job:
     model, loss_penalties = build_model(
         plans, data.n_features, task.output(data.n_classes), cfg.reg.mode, seed=seed
     )
-    compile_model(model, cfg.optimizer, task, loss_penalties, tasks.smoothing_of(cfg))
+    if compiled:
+        compile_model(model, cfg.optimizer, task, loss_penalties, tasks.smoothing_of(cfg))
     return Job(cfg, plans, data, model, loss_penalties, seed)
 
 
@@ -234,7 +239,8 @@ def cannot_write(folder: Path) -> Iterator[None]:
 
 def train(group: Sequence[Planned], lead: str = "") -> Trained:
     """Prepare and train one group (a single job, or a fused group) with its engine."""
-    jobs = [prepare(p.cfg, p.plans, members=len(group)) for p in group]
+    compiled = group[0].engine != "fused"
+    jobs = [prepare(p.cfg, p.plans, len(group), compiled) for p in group]
     start = time.perf_counter()
     with timing.phase("train"):  # an engine's tracing is its own phase, inside
         histories = ENGINES[group[0].engine](jobs, lead=lead)
@@ -242,9 +248,11 @@ def train(group: Sequence[Planned], lead: str = "") -> Trained:
 
 
 def run(cfg: DictConfig, folder: Path, overrides: Sequence[str] = (),
-        key: str = "hydra.run.dir") -> dict[str, Any] | None:  # fmt: skip
-    """One job end to end: plan, claim, train alone, write. Returns ``metrics.json``'s
-    content, or None when ``resume`` found the folder complete.
+        key: str = "hydra.run.dir", folders: writer.Writer | None = None,
+        ) -> dict[str, Any] | None:  # fmt: skip
+    """One job end to end: plan, claim, train alone, write (with ``folders``, a
+    ``writer.Writer``; here by default). Returns ``metrics.json``'s content, or None
+    when ``resume`` found the folder complete.
 
     Raises KeyboardInterrupt after writing the folder of an interrupted run.
     """
@@ -252,7 +260,7 @@ def run(cfg: DictConfig, folder: Path, overrides: Sequence[str] = (),
         job = plan(cfg, folder, overrides)
         if not claim([job], key):
             return None
-    folders = writer.shared()  # started now, its imports overlap TensorFlow's
+    folders = folders or writer.Writer(processes=0)
     trained = train([job])
     with interrupts_deferred():
         folders.submit(write_folder, trained.finish(0))

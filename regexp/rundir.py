@@ -18,6 +18,7 @@ damaged file reads as "no record" rather than an error.
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -472,12 +473,10 @@ def lock_record() -> dict[str, Any] | None:
     }
 
 
-def env_record(
-    seed: int, overrides: list[str] | None = None, threads: dict | None = None
-) -> dict[str, Any]:
-    """What is needed to re-run: versions, the lock file and whether the installed
-    versions are its own (``lock_record``), git commit, seed, command line, and the
-    TensorFlow thread pools the run had (0 = TensorFlow's default, one per core)."""
+@functools.lru_cache(maxsize=2)
+def _installation(lock: Path | None) -> dict[str, Any]:
+    """What this process runs on: read once per process (and lock file), as it is the
+    code and packages the process imported that run, for every run of a sweep."""
     packages = ["regexp", "tensorflow", "keras", "numpy", "scikit-learn", "hydra-core", "pandas"]
     return {
         "python": sys.version.split()[0],
@@ -485,6 +484,19 @@ def env_record(
         "versions": {p: _version(p) for p in packages},
         "lock": lock_record(),
         "git": _git_commit(),
+    }
+
+
+def env_record(
+    seed: int, overrides: list[str] | None = None, threads: dict | None = None
+) -> dict[str, Any]:
+    """What is needed to re-run: versions, the lock file and whether the installed
+    versions are its own (``lock_record``), git commit, seed, command line, and the
+    TensorFlow thread pools the run had (0 = TensorFlow's default, one per core)."""
+    from regexp.paths import lock_file
+
+    return {
+        **_installation(lock_file()),
         "seed": seed,
         "argv": sys.argv,
         "overrides": overrides or [],

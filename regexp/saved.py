@@ -114,7 +114,8 @@ def save(job: Job, run_dir: Path) -> None:
     import keras
 
     model = job.model
-    plain = keras.Model(model.input, model.output, name=model.name)  # the same layers
+    # the same layers, uncompiled
+    plain = keras.Model(model.input, model.output, name=model.name) if model.compiled else model
     final = run_dir / rundir.MODEL
     rundir.write_atomic(final, plain.save)
     if job.best_epoch is not None and job.best_weights is not None:

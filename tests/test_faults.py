@@ -290,23 +290,76 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path):
 
 
 def test_ctrl_c_while_folders_are_written_loses_no_trained_run(tmp_path, monkeypatch, capsys):
-    """SIGINT lands while the first of three trained runs is being written: all three
-    folders are completed, then regexp stops with 130 and says so."""
-    from regexp import plots
+    """SIGINT lands while the first of three trained runs is being finished (its model
+    saved) here, with the writer process writing: all three folders are completed, then
+    regexp stops with 130 and says so."""
+    from regexp import saved
 
-    curves, sent = plots.curves, []
+    save, sent = saved.save, []
 
     def interrupting(*args, **kwargs):
         if not sent:
             sent.append(os.kill(os.getpid(), signal.SIGINT))
-        return curves(*args, **kwargs)
+        return save(*args, **kwargs)
 
-    monkeypatch.setattr(plots, "curves", interrupting)
+    monkeypatch.setattr(saved, "save", interrupting)
     rc = main(["run", "-m", "seed=0,1,2", "trainer.epochs=2", f"hydra.sweep.dir={tmp_path}"])
     assert rc == 130 and sent
     records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/metrics.json"))]
     assert [m["status"] for m in records] == ["completed"] * 3
     assert "every run that had trained was written first" in capsys.readouterr().err
+
+
+def test_ctrl_c_at_the_terminal_reaches_the_writer_too_and_loses_nothing(tmp_path):
+    """Ctrl-C at a terminal signals the whole process group, the writer process too: it
+    ignores it and writes every job handed to it, the launching process waits for it and
+    exits 130. Every folder is complete (with its figures and .hydra/), interrupted (the
+    group in training: its history so far) or unfinished (no metrics.json), and resume
+    then completes the sweep."""
+    from regexp import rundir
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0,1,2,3,4,5", "reg=l1_activity", "reg.lam=1e-3,1e-2", "trainer.epochs=40",
+            "hydra.launcher.max_members=2"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "regexp", "run", *args,
+                             f"hydra.sweep.dir={sweep}"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 240
+    while not list(sweep.glob("*/metrics.json")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    folders = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(folders) == 12
+    status = {f: rundir.read_metrics(f) for f in folders}
+    status = {f: "unfinished" if m is None else m["status"] for f, m in status.items()}
+    completed = [f for f, s in status.items() if s == "completed"]
+    assert completed and len(completed) < 12, status  # the interrupt came mid-sweep
+    assert set(status.values()) <= {"completed", "interrupted", "unfinished"}, status
+    for folder in completed:  # the groups trained before the interrupt: written whole
+        files = {p.name for p in folder.iterdir()}
+        assert {"history.csv", "loss.png", "accuracy.png", "activations.png", ".hydra",
+                "env.json", "model.keras", "regexp.log"} <= files, folder  # fmt: skip
+    for folder in (f for f, s in status.items() if s == "interrupted"):  # the group training
+        assert len(pd.read_csv(folder / "history.csv")) < 40
+    rc = subprocess.run([sys.executable, "-m", "regexp", "run", *args, f"resume={sweep}"],
+                        cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert rc.returncode == 0, rc.stderr[-2000:]
+    assert len(list(sweep.glob("*/metrics.json"))) == 12
+
+
+def test_a_writer_that_cannot_write_a_file_fails_that_job_in_one_line(tmp_path, capsys):
+    """A real OSError in the writer process (history.csv cannot be a file: a folder of
+    that name is there): that job's folder is left without metrics.json, the others are
+    complete, and the sweep ends with one line naming the file, exit 2."""
+    sweep = tmp_path / "sweep"
+    (sweep / "1_none" / "history.csv").mkdir(parents=True)
+    rc = main(["run", "-m", "seed=0,1,2", "trainer.epochs=1", f"hydra.sweep.dir={sweep}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "jobs #1" in err[0] and "history.csv" in err[0] and "Is a directory" in err[0], err
+    assert sorted(p.parent.name for p in sweep.glob("*/metrics.json")) == ["0_none", "2_none"]
 
 
 def test_without_resume_a_complete_sweep_is_not_overwritten(tmp_path, capsys):
@@ -447,11 +500,12 @@ def test_a_full_disk_while_writing_is_one_line_and_leaves_no_complete_folder(
 ):
     import errno
 
-    from regexp import rundir
+    from regexp import rundir, writer
 
     def full(run_dir, history):
         raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "history.csv"))
 
+    monkeypatch.setattr(writer, "PROCESSES", 0)  # written here, where the fault is patched in
     monkeypatch.setattr(rundir, "write_history", full)
     for args in (["hydra.run.dir=" + str(tmp_path / "one")],
                  ["-m", "seed=0,1", "hydra.sweep.dir=" + str(tmp_path / "sweep")]):  # fmt: skip
