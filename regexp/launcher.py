@@ -148,7 +148,11 @@ class FusedLauncherBase(Launcher):
             from regexp.pipeline import interrupts_deferred
 
             with interrupts_deferred():
-                returns, error = collect(folders)
+                try:
+                    returns, error = collect(folders)
+                except writer.WriterDied as e:  # exit 1: not the input's fault
+                    every = [job for group in groups for job in group]
+                    returns, error = {}, (_numbers(every), str(e), "; resume= trains them")
         if error is not None:
             failures.append(error)
         _fail_if_any(failures)

@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
+import types
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from regexp import timing
@@ -66,7 +69,15 @@ class Writer:
                 initializer=_start,
                 initargs=(logging.getLogger().getEffectiveLevel(), initializer, initargs),
             )
-            self.pool.submit(_ready)  # start it now: its imports overlap this process's
+            # start it now, so that its imports overlap this process's; without the
+            # caller's __main__, which spawn would run again in it (a user's script
+            # without an `if __name__ == "__main__"` guard would run twice)
+            caller = sys.modules["__main__"]
+            sys.modules["__main__"] = types.ModuleType("__main__")
+            try:
+                self.pool.submit(_ready)  # starts the process, here and now
+            finally:
+                sys.modules["__main__"] = caller
         elif initializer is not None:
             initializer(*initargs)
 
@@ -98,6 +109,12 @@ class Writer:
         for item in pending:
             try:
                 value = item.result()
+            except BrokenProcessPool:
+                error = error or WriterDied(
+                    "the writer process ended abruptly (killed, or out of memory); the "
+                    "folders it had not written are left unfinished (no metrics.json)"
+                )
+                continue
             except BaseException as e:  # the others are still waited for
                 error = error or e
                 continue
@@ -123,6 +140,10 @@ class Writer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class WriterDied(Exception):
+    """The writer process is gone: the jobs it had not written stay unfinished."""
 
 
 class _Done:
