@@ -138,6 +138,8 @@ class FusedLauncherBase(Launcher):
                 except UserError as e:  # bad input only building could find; others go on
                     failures.append((_numbers(group), str(e), ""))
                     continue
+                except writer.WriterDied:  # said once, below
+                    break
                 written += len(group)
                 configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
                 if interrupted:  # the group's folders say so; later groups never start

@@ -88,7 +88,10 @@ class Writer:
             except Exception as e:
                 self.pending.append(_Done(None, e))
             return
-        self.pending.append(self.pool.submit(_call, fn, *args))
+        try:
+            self.pending.append(self.pool.submit(_call, fn, *args))
+        except BrokenProcessPool:
+            raise WriterDied(DIED) from None
 
     def broken(self) -> bool:
         """Whether its process has died (the next use starts another)."""
@@ -110,10 +113,7 @@ class Writer:
             try:
                 value = item.result()
             except BrokenProcessPool:
-                error = error or WriterDied(
-                    "the writer process ended abruptly (killed, or out of memory); the "
-                    "folders it had not written are left unfinished (no metrics.json)"
-                )
+                error = error or WriterDied(DIED)
                 continue
             except BaseException as e:  # the others are still waited for
                 error = error or e
@@ -140,6 +140,12 @@ class Writer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+DIED = (
+    "the writer process ended abruptly (killed, or out of memory); the folders it had "
+    "not written are left unfinished (no metrics.json)"
+)
 
 
 class WriterDied(Exception):

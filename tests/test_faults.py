@@ -583,3 +583,36 @@ def test_a_failed_job_fails_the_sweep_whatever_its_folder_is_called(tmp_path, ca
                f"hydra.sweep.dir={tmp_path}"])  # fmt: skip
     assert rc == 1
     assert "1 of 2 runs did not complete: job1 diverged" in capsys.readouterr().err
+
+
+def test_a_killed_writer_is_one_line_and_leaves_its_jobs_unfinished(tmp_path):
+    """The writer process killed mid-sweep (as the OOM killer would): the launching
+    process says so in one line and exits 1; no folder looks complete that is not, and
+    resume= completes the sweep."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0,1,2,3,4,5", "trainer.epochs=30", "hydra.launcher.max_members=2"]
+    proc = subprocess.Popen([sys.executable, "-m", "regexp", "run", *args,
+                             f"hydra.sweep.dir={sweep}"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 240
+    while not list(sweep.glob("*/metrics.json")) and time.time() < deadline:
+        time.sleep(0.05)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    writers = [int(pid) for pid in children.stdout.split()
+               if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]  # fmt: skip
+    assert len(writers) == 1, children.stdout
+    os.kill(writers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=240)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 1, lines[-5:]
+    assert "writer process ended abruptly" in lines[-1] and "Traceback" not in err.decode()
+    from regexp import rundir
+
+    for folder in (p for p in sweep.iterdir() if p.is_dir()):
+        record = rundir.read_metrics(folder)
+        if record is not None:  # written before the kill: complete
+            assert record["status"] == "completed" and (folder / "loss.png").is_file()
+    done = subprocess.run([sys.executable, "-m", "regexp", "run", *args, f"resume={sweep}"],
+                          cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list(sweep.glob("*/metrics.json"))) == 6
