@@ -5,9 +5,10 @@ adapts Hydra to the pipeline (``regexp.pipeline``): it composes every job's conf
 Hydra's basic launcher does, plans each (validation, the engine: ``auto`` is ``fused``
 here), claims their folders before training anything, groups them
 (``pipeline.groups``, at most ``max_members`` a group), trains each group with
-``pipeline.train`` and writes every job's folder through Hydra's own ``run_job`` (which
-adds ``.hydra/`` and the job's log). Each job's folder is therefore the one it would
-have had alone.
+``pipeline.train``, and hands every trained job (``pipeline.finish``) to a writer
+(``regexp.writer``), which writes its folder through Hydra's own ``run_job`` (which adds
+``.hydra/`` and the job's log) while the next group trains. Each job's folder is
+therefore the one it would have had alone.
 
 Where the groups train is the one thing the fused launchers differ in (``dispatch``):
 
@@ -19,7 +20,7 @@ Where the groups train is the one thing the fused launchers differ in (``dispatc
 
 A worker gets the group's planned jobs and Hydra's state, trains them with
 ``train_group`` exactly as the in-process launcher does, and writes the folders on the
-shared file system. The launching process only composes, plans, claims, groups and waits.
+shared file system itself (its cores are its group's: no writer process). The launching process only composes, plans, claims, groups and waits.
 
 Hydra only accepts launchers defined in its ``hydra_plugins`` namespace package, so
 ``hydra_plugins/regexp_launcher/fused_launcher.py`` defines the launcher classes as thin
