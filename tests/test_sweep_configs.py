@@ -1,0 +1,259 @@
+"""A sweep's jobs are composed as Hydra's ``load_sweep_config`` composes them, once per
+choice of config groups (``regexp.sweep_configs``)."""
+
+import copy
+import re
+from pathlib import Path
+
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from regexp import sweep_configs
+from regexp.cli import main
+from regexp.launcher import FusedLauncherBase, _task_config
+from regexp.sweep_configs import SweepComposer, same
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# One job's overrides per case: every kind of override Hydra takes. The master config of
+# each sweep below is Hydra's own; each case is composed by Hydra and by the composer.
+CASES = {
+    "value": ["seed=3"],
+    "values": ["reg.lam=1e-3", "seed=4", "trainer.epochs=7"],
+    "quoted": ["experiment_name='a quoted, string'"],
+    "double quoted": ['experiment_name="b4 = ${seed}"'],
+    "null": ["experiment_name=null"],
+    "list": ["model.width=[8,4]", "model.depth=2"],
+    "dict into a group's node": ["dataset={n_samples: 100, cluster_std: 0.5}"],
+    "dict replacing a spec": ["reg.hidden.activity=null", "reg.hidden.activity={kind: l2, lam: 1}"],
+    "group": ["reg=l2_kernel"],
+    "experiment": ["experiment=b4_l1_activity"],
+    "dataset": ["dataset=moons"],
+    "groups": ["optimizer=sgd", "trainer=early_stopping", "dataset=digits"],
+    "group and values": ["reg=l2_kernel", "reg.lam=0.5", "seed=2"],
+    "experiment and group": ["experiment=b4_l1_activity", "reg=none"],
+    "group twice": ["reg=l1_activity", "reg=l2_kernel"],
+    "append": ["+new.key=1"],
+    "append a dict": ["+new={a: {b: 2}}"],
+    "force": ["++seed=5"],
+    "force new": ["++brand.new=[1, 2]"],
+    "delete": ["~published"],
+    "delete with value": ["~seed=0"],
+    "delete a spec": ["reg=l1_activity", "~reg.hidden.activity"],
+    "append a group": ["+tracking=mlflow"],
+    "group at a package": ["+reg@extra=l2_kernel"],
+    "interpolation": ["seed=${trainer.epochs}"],
+    "interpolation into hydra": ["experiment_name=${hydra.job.name}_${reg.name}"],
+    "string for a number": ["trainer.epochs=abc"],
+    "resume": ["resume=/some/sweep", "seed=1"],
+    "hydra chdir": ["hydra.job.chdir=true", "seed=1"],
+    "hydra subdir": ["hydra.sweep.subdir=x_${hydra.job.num}_${seed}", "seed=1"],
+    "hydra dirname": [
+        "hydra.job.config.override_dirname.exclude_keys=[seed]",
+        "seed=1",
+        "reg.lam=0.1",
+    ],  # fmt: skip
+    "hydra group": ["hydra/job_logging=disabled"],
+    "hydra runtime": ["hydra.runtime.cwd=/elsewhere", "seed=1"],
+    "hydra choices": ["+hydra.runtime.choices.extra=x"],
+    "hydra job name": ["hydra.job.name=other"],
+    "hydra env copy": ["hydra.job.env_copy=[HOME]"],
+    "hydra whole node": ["hydra.job={name: other, chdir: false}"],
+    "searchpath": [f"hydra.searchpath=[file://{ROOT}/tests/golden]"],
+}
+
+ERRORS = {  # Hydra's errors, raised as they are for the job that has them
+    "unknown option": ["reg=nope"],
+    "unknown key": ["trainer.epochz=3"],
+    "append existing": ["+seed=1"],
+    "delete missing": ["~nope"],
+    "delete wrong value": ["~seed=7"],
+    "force-add a group": ["++reg=l2_kernel"],
+    "dict with new keys": ["published={a: 1, b: [1, 2]}"],
+    "delete null": ["~experiment_name=null"],
+    "added interpolation followed": ["+alias=${hydra.runtime}", "alias.cwd=/elsewhere"],
+    "unreadable": ["reg.lam=[1"],
+    "sweep in a job": ["seed=1,2"],
+}
+
+
+def _in_a_sweep(monkeypatch, tmp_path, args, check):
+    """``regexp run -m ARGS`` up to its launcher, where ``check(launcher, job_overrides)``
+    runs with Hydra's own master config and config loader, in Hydra's state; nothing
+    trains. Returns what ``check`` returned."""
+    seen = []
+
+    def launch(self, job_overrides, initial_job_idx):
+        seen.append(check(self, job_overrides))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(FusedLauncherBase, "launch", launch)
+    assert main(["run", "-m", *args, f"hydra.sweep.dir={tmp_path / 'sweep'}"]) == 0
+    assert len(seen) == 1
+    return seen[0]
+
+
+def _outcome(compose, overrides, num):
+    """What composing a job gives: its config and what resolving it gives, or the error."""
+    try:
+        cfg = compose(list(overrides))
+    except Exception as e:
+        return None, (type(e), str(e), type(e.__cause__), str(e.__cause__))
+    with open_dict(cfg):
+        cfg.hydra.job.id = cfg.hydra.job.num = num
+    task = _task_config(cfg)
+    resolved = {"yaml": OmegaConf.to_yaml(cfg),
+                "task": _or_error(lambda: OmegaConf.to_container(task, resolve=True))}  # fmt: skip
+    for key in ("sweep.dir", "sweep.subdir", "job.override_dirname"):
+        resolved[key] = _or_error(lambda key=key: str(OmegaConf.select(cfg, f"hydra.{key}")))
+    return cfg, resolved
+
+
+def _or_error(get):
+    try:
+        return get()
+    except Exception as e:
+        return type(e), str(e)
+
+
+def _compare(launcher, jobs):
+    """Each job composed by Hydra's ``load_sweep_config`` and by one composer: the
+    differences, as (job, what) pairs. Every job is composed twice by the composer (the
+    second from what the first left), and the first copy is then changed as run_job
+    changes it, to show that the jobs do not share nodes."""
+    loader, master = launcher.hydra_context.config_loader, launcher.config
+    composer = SweepComposer(loader, master)
+    assert composer.exact
+    differences = []
+    for num, job in enumerate(jobs):
+        theirs, expected = _outcome(lambda o: loader.load_sweep_config(master, o), job, num)
+        for attempt in range(2):
+            ours, got = _outcome(composer.compose, job, num)
+            if got != expected:
+                differences.append((job, attempt, got, expected))
+            elif ours is not None and not same(ours, theirs):
+                differences.append((job, attempt, "not the same tree"))
+            if ours is not None and attempt == 0:
+                with read_write(ours.hydra), open_dict(ours.hydra):
+                    ours.hydra.runtime.output_dir = "/changed"
+                    ours.hydra.job.env_set.CHANGED = "1"
+                with open_dict(ours):
+                    ours.seed = 12345
+    return differences, composer
+
+
+def test_every_kind_of_override_composes_as_hydra_composes_it(monkeypatch, tmp_path):
+    jobs = [*CASES.values(), *ERRORS.values()]
+    differences, composer = _in_a_sweep(monkeypatch, tmp_path, ["seed=0,1"],
+                                        lambda launcher, _: _compare(launcher, jobs))  # fmt: skip
+    assert differences == []
+    choices = {(sp, groups) for sp, groups in composer.composed}
+    assert composer.compositions == len(choices) < len(CASES)
+
+
+def test_the_jobs_of_a_real_sweep_compose_as_hydra_composes_them(monkeypatch, tmp_path):
+    """A sweep over groups and values with Hydra overrides on its command line: the jobs
+    are the sweeper's own."""
+    args = ["reg=l1_activity,l2_kernel", "reg.lam=0.1,0.2", "seed=0,1", "hydra.job.chdir=true",
+            "hydra/job_logging=disabled",
+            "hydra.sweep.subdir=${hydra.job.num}_${reg.lam}"]  # fmt: skip
+
+    def check(launcher, job_overrides):
+        return len(job_overrides), _compare(launcher, job_overrides)
+
+    count, (differences, composer) = _in_a_sweep(monkeypatch, tmp_path, args, check)
+    assert count == 8 and differences == []
+    assert composer.compositions == 2  # one per reg
+
+
+def test_a_users_config_folders_compose_as_hydra_composes_them(monkeypatch, tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "reg").mkdir(parents=True)
+    (mine / "experiment").mkdir()
+    (mine / "reg" / "mine.yaml").write_text(
+        "defaults: [none]\nname: mine\nlam: 0.3\nhidden:\n  kernel: {kind: l2, lam: '${reg.lam}'}\n"
+    )
+    (mine / "experiment" / "ours.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /reg: mine\nexperiment_name: ours\n"
+    )
+    other = tmp_path / "other"
+    (other / "reg").mkdir(parents=True)
+    (other / "reg" / "theirs.yaml").write_text("defaults: [none]\nname: theirs\n")
+    # a node that is an interpolation of Hydra's runtime node: overrides through it
+    (other / "reg" / "aliased.yaml").write_text(
+        "defaults: [none]\nname: aliased\n"
+        "alias: ${hydra.runtime}\nchoice: ${hydra.runtime.choices}\n"
+    )
+    jobs = [["reg=mine"], ["experiment=ours", "reg.lam=0.5"], ["reg=theirs"], ["reg=nope"],
+            ["reg=mine", "seed=3"], ["reg=aliased", "reg.alias.cwd=/x"],
+            ["reg=aliased", "~reg.alias.cwd"], ["reg=aliased", "+reg.alias.extra=1"],
+            ["reg=aliased", "reg.choice={extra: x}"], ["reg=aliased", "seed=3"]]  # fmt: skip
+    args = ["--config-dir", str(mine), f"hydra.searchpath=[file://{other}]", "reg=mine,theirs"]
+    differences, composer = _in_a_sweep(monkeypatch, tmp_path, args,
+                                        lambda launcher, _: _compare(launcher, jobs))  # fmt: skip
+    assert differences == []
+    assert composer.compositions == 4
+
+
+def test_a_composer_that_sets_hydras_runtime_too_early_is_caught(monkeypatch, tmp_path):
+    """The comparison can fail: set before every job's overrides (as the composer does
+    for the jobs whose overrides cannot reach it), Hydra's runtime settings differ for
+    the jobs that override them."""
+    monkeypatch.setattr(sweep_configs._Composed, "reaches_runtime", lambda self, o: False)
+    jobs = list(CASES.values())
+    differences, _ = _in_a_sweep(monkeypatch, tmp_path, ["seed=0,1"],
+                                 lambda launcher, _: _compare(launcher, jobs))  # fmt: skip
+    wrong = {" ".join(job) for job, *_ in differences}
+    assert {" ".join(CASES[k]) for k in ("hydra runtime", "hydra choices",
+                                          "hydra env copy")} <= wrong  # fmt: skip
+
+
+def test_a_changed_value_is_a_difference(monkeypatch, tmp_path):
+    """The comparison can fail: a config with one value, flag or type changed is not the
+    same."""
+
+    def check(launcher, _):
+        loader, master = launcher.hydra_context.config_loader, launcher.config
+        cfg = loader.load_sweep_config(master, ["seed=3"])
+        changed = []
+        for change in (
+            lambda c: setattr(c, "seed", 4),
+            lambda c: OmegaConf.set_struct(c.reg, False),
+            lambda c: c.hydra.overrides.task.append("x=1"),
+            lambda c: c.hydra.runtime.__setattr__("cwd", "/x"),
+        ):
+            other = copy.deepcopy(cfg)
+            with open_dict(other):
+                change(other)
+            changed.append(same(cfg, other))
+        typed = copy.deepcopy(cfg)
+        typed.hydra._get_node("runtime")._metadata.ref_type = DictConfig
+        return same(cfg, copy.deepcopy(cfg)), changed, same(cfg, typed)
+
+    unchanged, changed, typed = _in_a_sweep(monkeypatch, tmp_path, ["seed=0,1"], check)
+    assert unchanged and changed == [False] * 4 and not typed
+
+
+def test_another_hydra_or_loader_is_left_to_hydra(monkeypatch, tmp_path):
+    """The mirrored lines are Hydra 1.3.8's (the version requirements.lock pins):
+    another version, or a loader of another class, composes with Hydra's own
+    load_sweep_config."""
+    lock = (ROOT / "requirements.lock").read_text()
+    assert re.search(r"^hydra-core==(\S+) ", lock, re.M).group(1) == sweep_configs.PINNED_HYDRA
+
+    def check(launcher, _):
+        loader, master = launcher.hydra_context.config_loader, launcher.config
+        calls = []
+        original = ConfigLoaderImpl.load_sweep_config
+
+        def counted(self, *a, **k):
+            calls.append(a)
+            return original(self, *a, **k)
+
+        monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config", counted)
+        monkeypatch.setattr(sweep_configs, "PINNED_HYDRA", "0.0")
+        other = SweepComposer(loader, master)
+        cfg = other.compose(["seed=3"])
+        return other.exact, len(calls), cfg.seed
+
+    assert _in_a_sweep(monkeypatch, tmp_path, ["seed=0,1"], check) == (False, 1, 3)
