@@ -306,7 +306,7 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
             try:
                 cfg = hydra_compose("config", overrides=job, return_hydra_config=True)
             except HydraException as e:
-                raise hydra_error(e, base, loader, job) from None
+                raise _labelled(hydra_error(e, base, loader, job), label) from None
             except yaml.YAMLError as e:  # a user's file that is not YAML
                 raise UserError(_yaml_error(e)) from None
             task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
@@ -339,6 +339,15 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
                 "hydra.sweep.subdir tell them apart (the default starts with ${hydra.job.num})"
             )
     return destination
+
+
+def _labelled(error: UserError, label: str) -> UserError:
+    """The error with the job it is about in front (``job #3: ``), for a sweep."""
+    if not label:
+        return error
+    if isinstance(error, ConfigError):
+        return ConfigError(f"{label}{error.key}", error.value, error.accepted)
+    return UserError(f"{label}{error}")
 
 
 def _yaml_error(e: Exception) -> str:

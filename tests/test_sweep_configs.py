@@ -2,9 +2,11 @@
 choice of config groups (``regexp.sweep_configs``)."""
 
 import copy
+import os
 import re
 from pathlib import Path
 
+import pytest
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -257,3 +259,55 @@ def test_another_hydra_or_loader_is_left_to_hydra(monkeypatch, tmp_path):
         return other.exact, len(calls), cfg.seed
 
     assert _in_a_sweep(monkeypatch, tmp_path, ["seed=0,1"], check) == (False, 1, 3)
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (
+            ["reg=l1_activity,nope"],
+            "job #1: reg='nope' is not accepted; expected one of batchnorm, dropout",
+        ),  # fmt: skip
+        (
+            ["dataset=blobs,iris", "dataset.cluster_std=0.3"],
+            "job #1: dataset.cluster_std is not a config key",
+        ),  # fmt: skip
+    ],
+    ids=["option", "key"],
+)
+@pytest.mark.parametrize("checked_first", [True], ids=["regexp run"])
+def test_a_job_that_does_not_compose_is_one_line(checked_first, args, line, monkeypatch,
+                                                 tmp_path, capsys):  # fmt: skip
+    """One line naming the job, the key or option and what is accepted (exit 2), whether
+    ``regexp run`` finds it before Hydra starts or the launcher finds it (the check before
+    Hydra skipped here), and nothing is written."""
+    from regexp import compose
+    from regexp.compose import Destination
+
+    if not checked_first:
+        monkeypatch.setattr(compose, "precheck",
+                            lambda a: Destination(True, "hydra.sweep.dir", tmp_path))  # fmt: skip
+    rc = main(["run", "-m", *args, "trainer.epochs=1", f"hydra.sweep.dir={tmp_path}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith(f"regexp: error: {line}"), err
+    assert "Traceback" not in err[0]
+    assert not list(tmp_path.rglob("config.yaml")) and not list(tmp_path.rglob("metrics.json"))
+
+
+def test_a_job_folder_is_written_as_before(tmp_path):
+    """The whole loop, end to end: a fused sweep's folders hold the composed configs
+    (``.hydra/``) Hydra's own composition gives, and every job completes."""
+    rc = main(["run", "-m", "reg=l1_activity,l2_kernel", "seed=0,1", "trainer.epochs=1",
+               f"hydra.sweep.dir={tmp_path}"])  # fmt: skip
+    assert rc == 0
+    folders = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name[0].isdigit())
+    assert len(folders) == 4
+    for num, folder in enumerate(folders):
+        hydra = OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra
+        assert hydra.job.num == num and hydra.runtime.cwd == os.getcwd()
+        assert hydra.runtime.choices.reg == ("l1_activity", "l2_kernel")[num // 2]
+        assert list(OmegaConf.load(folder / ".hydra" / "overrides.yaml")) == [
+            f"reg={('l1_activity', 'l2_kernel')[num // 2]}", f"seed={num % 2}",
+            "trainer.epochs=1"]  # fmt: skip
+        assert OmegaConf.load(folder / "config.yaml").seed == num % 2
