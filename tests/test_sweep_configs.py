@@ -1,6 +1,8 @@
 """A sweep's jobs are composed as Hydra's ``load_sweep_config`` composes them, once per
-choice of config groups (``regexp.sweep_configs``)."""
+choice of config groups (``regexp.sweep_configs``), and the sweeper leaves the composing
+to the fused launchers."""
 
+import collections
 import copy
 import os
 import re
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from regexp import sweep_configs
@@ -261,6 +264,115 @@ def test_another_hydra_or_loader_is_left_to_hydra(monkeypatch, tmp_path):
     assert _in_a_sweep(monkeypatch, tmp_path, ["seed=0,1"], check) == (False, 1, 3)
 
 
+def _basic_sweeper() -> type:
+    """Hydra's BasicSweeper, as Hydra's plugins see it: Hydra loads its plugin modules
+    afresh once per process, which defines their classes anew."""
+    import sys
+
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()
+    return sys.modules["hydra._internal.core_plugins.basic_sweeper"].BasicSweeper
+
+
+def _count_compositions(monkeypatch, args):
+    """Hydra's full compositions (files merged by ``_compose_config_from_defaults_list``)
+    while ``regexp run -m ARGS`` trains: before the sweeper starts, in the sweeper, in
+    the launcher; and the sweeper's class."""
+    where, counts, sweepers = ["before"], collections.Counter(), []
+    merge = ConfigLoaderImpl._compose_config_from_defaults_list
+
+    def counted(self, *a, **k):
+        counts[where[-1]] += 1
+        return merge(self, *a, **k)
+
+    def inside(name, method):
+        def wrapped(self, *a, **k):
+            if name == "sweeper":
+                sweepers.append(type(self).__name__)
+            where.append(name)
+            try:
+                return method(self, *a, **k)
+            finally:
+                where.pop()
+
+        return wrapped
+
+    monkeypatch.setattr(ConfigLoaderImpl, "_compose_config_from_defaults_list", counted)
+    basic = _basic_sweeper()
+    monkeypatch.setattr(basic, "sweep", inside("sweeper", basic.sweep))
+    monkeypatch.setattr(FusedLauncherBase, "launch",
+                        inside("launcher", FusedLauncherBase.launch))  # fmt: skip
+    assert main(["run", "-m", *args]) == 0
+    monkeypatch.undo()
+    return counts, sweepers
+
+
+def test_a_fused_sweep_composes_once_per_choice_of_groups(monkeypatch, tmp_path):
+    """Once per distinct reg in the launcher, never in the sweeper; what ``regexp run``
+    checks first and Hydra's master config do not grow with the jobs."""
+    six, sweepers = _count_compositions(monkeypatch, [
+        "reg=l1_activity,l2_kernel", "seed=0,1,2", "trainer.epochs=1",
+        f"hydra.sweep.dir={tmp_path / 'six'}"])  # fmt: skip
+    assert len(list((tmp_path / "six").glob("*/metrics.json"))) == 6
+    assert sweepers == ["RegexpSweeper"]
+    assert six["launcher"] == 2 and six["sweeper"] == 0
+    two, _ = _count_compositions(monkeypatch, [
+        "reg=l1_activity,l2_kernel", "seed=0", "trainer.epochs=1",
+        f"hydra.sweep.dir={tmp_path / 'two'}"])  # fmt: skip
+    assert two == six
+
+
+def test_another_launcher_is_validated_as_the_basic_sweeper_does(monkeypatch, tmp_path):
+    validated = []
+    original = Sweeper.validate_batch_is_legal
+
+    def counted(self, batch):
+        validated.append((type(self).__name__, type(self.launcher).__name__, len(batch)))
+        return original(self, batch)
+
+    monkeypatch.setattr(Sweeper, "validate_batch_is_legal", counted)
+    counts, _ = _count_compositions(monkeypatch, ["seed=0,1", "trainer.epochs=1",
+                                                  "hydra/launcher=basic",
+                                                  f"hydra.sweep.dir={tmp_path}"])  # fmt: skip
+    assert validated == [("RegexpSweeper", "BasicLauncher", 2)]
+    assert counts["sweeper"] == 4  # the sweeper's two, then the basic launcher's two
+    assert len(list(tmp_path.glob("*/metrics.json"))) == 2
+
+
+def test_the_sweeper_takes_the_basic_sweepers_settings(monkeypatch, tmp_path):
+    """``hydra.sweeper.params`` (here from a user's experiment file) and
+    ``max_batch_size`` work as Hydra's basic sweeper's."""
+    mine = tmp_path / "mine" / "experiment"
+    mine.mkdir(parents=True)
+    (mine / "seeds.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      seed: 0,1\n"
+    )
+    seen = []
+
+    def launch(self, job_overrides, initial_job_idx):
+        seen.append((initial_job_idx, [list(j) for j in job_overrides]))
+        return [_fake_return(j) for j in job_overrides]
+
+    monkeypatch.setattr(FusedLauncherBase, "launch", launch)
+    rc = main(["run", "-m", "--config-dir", str(tmp_path / "mine"), "experiment=seeds",
+               "reg.lam=0.1,0.2", "hydra.sweeper.max_batch_size=3",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}"])  # fmt: skip
+    assert rc == 0
+    assert [(i, len(jobs)) for i, jobs in seen] == [(0, 3), (3, 1)]
+    jobs = sorted(sorted(j) for _, batch in seen for j in batch)
+    assert jobs == sorted(sorted(["experiment=seeds", f"seed={s}", f"reg.lam={v}"])
+                          for s in (0, 1) for v in (0.1, 0.2))  # fmt: skip
+    multirun = OmegaConf.load(tmp_path / "sweep" / "multirun.yaml")
+    assert multirun.hydra.sweeper._target_.endswith(".RegexpSweeper")
+
+
+def _fake_return(overrides):
+    from hydra.core.utils import JobReturn, JobStatus
+
+    return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None)
+
+
 @pytest.mark.parametrize(
     "args, line",
     [
@@ -275,7 +387,7 @@ def test_another_hydra_or_loader_is_left_to_hydra(monkeypatch, tmp_path):
     ],
     ids=["option", "key"],
 )
-@pytest.mark.parametrize("checked_first", [True], ids=["regexp run"])
+@pytest.mark.parametrize("checked_first", [True, False], ids=["regexp run", "launcher"])
 def test_a_job_that_does_not_compose_is_one_line(checked_first, args, line, monkeypatch,
                                                  tmp_path, capsys):  # fmt: skip
     """One line naming the job, the key or option and what is accepted (exit 2), whether
