@@ -559,8 +559,11 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _task_config(sweep_config: DictConfig) -> DictConfig:
-    """The job's own config, as Hydra hands it to the task function (no ``hydra`` node)."""
-    task = copy.deepcopy(sweep_config)
+    """The job's own config, as Hydra hands it to the task function (no ``hydra`` node):
+    a deep copy, but for the ``hydra`` node, which copying would take most of the time
+    for, only to be dropped (deepcopy's memo stands an empty node in for it)."""
+    hydra = sweep_config.get("hydra")
+    task = copy.deepcopy(sweep_config, {id(hydra): DictConfig({})} if hydra is not None else {})
     with read_write(task), open_dict(task):
         task.pop("hydra", None)
     return task

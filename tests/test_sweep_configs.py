@@ -264,6 +264,23 @@ def test_another_hydra_or_loader_is_left_to_hydra(monkeypatch, tmp_path):
     assert _in_a_sweep(monkeypatch, tmp_path, ["seed=0,1"], check) == (False, 1, 3)
 
 
+def test_the_task_config_is_the_job_config_without_hydra(monkeypatch, tmp_path):
+    """``_task_config`` skips copying the ``hydra`` node; the result is what copying it
+    and dropping it gives, and the job's config is left as it was."""
+
+    def check(launcher, _):
+        loader, master = launcher.hydra_context.config_loader, launcher.config
+        cfg = loader.load_sweep_config(master, ["reg=l1_activity", "seed=3"])
+        before = copy.deepcopy(cfg)
+        task = _task_config(cfg)
+        expected = copy.deepcopy(cfg)
+        with read_write(expected), open_dict(expected):
+            expected.pop("hydra")
+        return same(task, expected), same(cfg, before), "hydra" in task
+
+    assert _in_a_sweep(monkeypatch, tmp_path, ["seed=0,1"], check) == (True, True, False)
+
+
 def _basic_sweeper() -> type:
     """Hydra's BasicSweeper, as Hydra's plugins see it: Hydra loads its plugin modules
     afresh once per process, which defines their classes anew."""
