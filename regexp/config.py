@@ -127,7 +127,7 @@ def validate(cfg: DictConfig, overrides: Sequence[str] = ()) -> Checked:
     rest = {k: v for k, v in top.items() if k not in (*GROUPS, "hydra")}
     parse(Top, rest, "", what="the config")
     shape = data.validate(top["dataset"])
-    plans = layer_plan(cfg)
+    plans = layer_plan(cfg, top)  # model and reg as resolved above, not resolved again
     _check_knobs(cfg, top["reg"], overrides)
     tasks.check(top["dataset"].get("task"), top["reg"].get("smoothing"))
     opt = top["optimizer"]

@@ -192,10 +192,20 @@ def _slots(key: str, value: Any, schema: type[Schema]) -> dict:
     return out
 
 
-def layer_plan(cfg: DictConfig) -> list[LayerPlan]:
-    """Validate ``model`` and ``reg`` and return one plan per Dense layer, output last."""
-    model = parse(Model, OmegaConf.to_container(cfg.model, resolve=True), "model")
-    reg = OmegaConf.to_container(cfg.reg, resolve=True)
+def layer_plan(cfg: DictConfig, resolved: dict | None = None) -> list[LayerPlan]:
+    """Validate ``model`` and ``reg`` and return one plan per Dense layer, output last.
+
+    ``resolved`` is the whole config already resolved to plain containers, when the
+    caller has it (``config.validate``): its ``model`` and ``reg`` mappings are used as
+    they are, not resolved again."""
+
+    def group(name: str) -> Any:
+        if resolved is not None and isinstance(resolved.get(name), dict):
+            return resolved[name]
+        return OmegaConf.to_container(getattr(cfg, name), resolve=True)
+
+    model = parse(Model, group("model"), "model")
+    reg = group("reg")
     checked = parse(Reg, reg, "reg")
     depth = model.depth
     widths = _per_layer("model.width", model.width, depth)
