@@ -54,7 +54,7 @@ def test_targets_say_met_not_met_and_not_measured():
     assert goals["target: 1000-job sweep"]["measured"] is None
     single = next(g for name, g in goals.items() if "regexp run" in name)
     assert single["met"] is False
-    lines = bench.target_lines(list(goals.values()), bench.EPOCHS, 100)
+    lines = bench.target_lines(list(goals.values()), bench.EPOCHS)
     assert lines[0] == "targets"
     assert any(line.endswith("120.0x (target 100x): met") for line in lines)
     assert any(line.endswith("2.5x (target 3x): NOT met") for line in lines)
