@@ -7,8 +7,9 @@ again: titles sit at a fixed place above their axes (no top ticks to clear), axi
 labels where matplotlib first put them, the y label moved by how much wider or narrower
 the new tick labels are (``_Labels``); the canvas keeps its renderer, which keeps every
 text's measure and bitmap (``_canvas``); the PNG is written unfiltered at zlib level 1
-(``_png``). Histograms are one ``stairs`` artist, and the data scatter, identical for
-every run on the same split, is drawn once and copied.
+(``_png``); a legend, the same on every run, is drawn once and laid over as pixels
+(``_snapshot``). Histograms are one ``stairs`` artist, and the data scatter, identical
+for every run on the same split, is drawn once and copied.
 
 Every axis is labelled. A report figure's confidence band is clipped to its metric's
 range (``tasks.bounds``: accuracy in [0, 1], R² <= 1, losses and MAE >= 0), and its
@@ -245,6 +246,41 @@ def _freeze(fig, axes) -> list[_Labels]:
     return [_Labels(ax) for ax in axes]
 
 
+def _snapshot(fig, artist) -> None:
+    """Replace ``artist`` (a legend: the same on every run, where it is) by its pixels:
+    drawn once alone on the transparent canvas, then laid over the axes as an image at
+    each draw, where it was, above the same artists. Laying a picture over the curves
+    blends them as drawing it over them did (its frame lets them through, faintly)."""
+    from matplotlib.artist import Artist
+
+    shown = [a for a in (fig.patch, *fig.get_children(), *artist.axes.get_children())
+             if a is not artist and a is not artist.axes and a.get_visible()]  # fmt: skip
+    for a in shown:
+        a.set_visible(False)
+    fig.canvas.draw()
+    box = artist.get_window_extent().padded(2)
+    height = fig.canvas.get_renderer().height
+    x0, y0 = int(np.floor(box.x0)), int(np.floor(box.y0))
+    x1, y1 = int(np.ceil(box.x1)), int(np.ceil(box.y1))
+    rows = np.asarray(fig.canvas.buffer_rgba())[int(height) - y1 : int(height) - y0, x0:x1]
+    rgba = np.ascontiguousarray(rows[::-1])  # draw_image's first row is the bottom one
+    for a in shown:
+        a.set_visible(True)
+    artist.set_visible(False)
+
+    class Pixels(Artist):
+        def draw(self, renderer):
+            if not self.get_visible():
+                return
+            gc = renderer.new_gc()
+            renderer.draw_image(gc, x0, y0, rgba)
+            gc.restore()
+
+    pixels = Pixels()
+    pixels.set_zorder(artist.get_zorder())
+    artist.axes.add_artist(pixels)
+
+
 def _curves_figure(metric: str) -> tuple:
     fig = _run_figure(6, 4)
     ax = fig.add_subplot()
@@ -255,8 +291,9 @@ def _curves_figure(metric: str) -> tuple:
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     rising = direction(metric) == "max"  # accuracy, r2: the legend out of their way
-    ax.legend(loc="lower right" if rising else "upper right")
+    legend = ax.legend(loc="lower right" if rising else "upper right")
     (labels,) = _freeze(fig, [ax])
+    _snapshot(fig, legend)
     return fig, ax, lines, labels
 
 
