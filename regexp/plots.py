@@ -363,7 +363,7 @@ def scatter(x: np.ndarray, labels: np.ndarray, out: Path, title: str):
     if done is not None and done.is_file():
         shutil.copyfile(done, out)
         return None
-    fig = _run_figure(5, 5)
+    fig = _run_figure(5, 5, left=0.16)  # room for the y label beside "−0.6" and the like
     ax = fig.add_subplot()
     ax.scatter(x[:, 0], x[:, 1], c=labels, cmap="coolwarm", s=40, alpha=0.5)
     ax.set_xlabel("feature 1")
