@@ -20,7 +20,8 @@ Where the groups train is the one thing the fused launchers differ in (``dispatc
 
 A worker gets the group's planned jobs and Hydra's state, trains them with
 ``train_group`` exactly as the in-process launcher does, and writes the folders on the
-shared file system itself (its cores are its group's: no writer process). The launching process only composes, plans, claims, groups and waits.
+shared file system itself (its cores are its group's: no writer process). The launching
+process only composes, plans, claims, groups and waits.
 
 Hydra only accepts launchers defined in its ``hydra_plugins`` namespace package, so
 ``hydra_plugins/regexp_launcher/fused_launcher.py`` defines the launcher classes as thin
