@@ -30,10 +30,14 @@ if [ ! -x "$BROWSER" ] || [ ! -x "$DRIVER" ]; then
     log=$(mktemp /tmp/regexp-chromium-apt.XXXXXX)
     rc=0
     {
+        # one apt-get at a time among the tests' scripts (the Slurm cluster's installs too):
+        # apt-get update does not wait for the lists lock, it fails at once
+        exec 9>/tmp/regexp-apt.lock && flock -w 600 9 &&
         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q &&
             DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
                 install -y -q --no-install-recommends chromium chromium-driver
     } >"$log" 2>&1 || rc=$?
+    exec 9>&-
     [ $rc -eq 0 ] || fail "apt-get install chromium chromium-driver" "$(tail_of "$log")"
     rm -f "$log"
     [ -x "$BROWSER" ] || fail "installing chromium" "no $BROWSER after apt-get"

@@ -114,10 +114,14 @@ install_packages() {
     fi
     local rc=0
     {
-        DEBIAN_FRONTEND=noninteractive apt-get update -q &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-                slurm-wlm slurmdbd munge mariadb-server
+        # one apt-get at a time among the tests' scripts (Chromium's install too): apt-get
+        # update does not wait for the lists lock, it fails at once
+        exec 9>/tmp/regexp-apt.lock && flock -w 600 9 &&
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q &&
+            DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
+                --no-install-recommends slurm-wlm slurmdbd munge mariadb-server
     } >"$log" 2>&1 || rc=$?
+    exec 9>&-
     if [ $made -eq 1 ]; then rm -f "$policy" && trap - EXIT; fi
     [ $rc -eq 0 ] ||
         fail "apt-get install slurm-wlm slurmdbd munge mariadb-server" "$(tail_of "$log")"
