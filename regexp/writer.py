@@ -122,8 +122,10 @@ class Writer:
                 value, records, spent = value
                 timing.add(spent)
                 if replay:
-                    for record in records:
-                        logging.getLogger(record.name).handle(record)
+                    for record in records:  # as if logged here: its levels, logging.disable
+                        logger = logging.getLogger(record.name)
+                        if logger.isEnabledFor(record.levelno):
+                            logger.handle(record)
             results.append(value)
         if error is not None:
             raise error
