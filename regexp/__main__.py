@@ -1,3 +1,3 @@
-from regexp.cli import main
+from regexp.cli import entry
 
-raise SystemExit(main())
+entry()

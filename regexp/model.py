@@ -20,6 +20,7 @@ Penalties reach the loss in one of two ways (``reg.mode``):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import keras
@@ -150,6 +151,11 @@ def _checked(plan: LayerPlan, slot: str, units: int, fan_in: int):
     if spec is None:
         return None
     shape = {"kernel": (fan_in, units), "bias": (units,), "activity": (2, units)}[slot]
+    # a built-in kind's check, passed once, passes again (a sweep builds a model per
+    # job); a user's class is checked every time, as it may draw random numbers
+    key = (json.dumps(dict(spec), sort_keys=True, default=str), shape) if "kind" in spec else None
+    if key is not None and key in _CHECKED:
+        return to_keras(spec)
     try:
         regularizer = to_keras(spec)
         value = regularizer(keras.ops.ones(shape))
@@ -160,7 +166,12 @@ def _checked(plan: LayerPlan, slot: str, units: int, fan_in: int):
             f"layer {plan.name} {slot} regularizer {spec}: returns shape "
             f"{tuple(value.shape)}; a regularizer must return a scalar"
         )
+    if key is not None:
+        _CHECKED.add(key)
     return regularizer
+
+
+_CHECKED: set[tuple] = set()  # the built-in regularizers _checked has passed
 
 
 def compile_model(

@@ -24,7 +24,9 @@ Importing this module does not import TensorFlow, and neither does the writer pr
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import signal
 import sys
 import types
@@ -192,9 +194,28 @@ def _start(level: int, initializer: Callable | None, initargs: tuple) -> None:
     # the launching process decides when to stop, and waits for its writer
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    atexit.register(_leave)  # registered last, so run first
     logging.getLogger().setLevel(level)  # records the launching process would handle
+    from regexp.plots import warm_up
+
+    warm_up()  # while the launching process imports TensorFlow: its first figure is ready
     if initializer is not None:
         initializer(*initargs)
+
+
+def _leave() -> None:
+    """The writer's way out, once its work loop has ended and multiprocessing has
+    finished its own exit: flush what logging and the standard streams hold, then
+    leave without the interpreter's teardown (a quarter of a second with matplotlib and
+    pandas loaded, which the launching process would wait for). Every job's files were
+    written and closed by then."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 def _ready() -> None:

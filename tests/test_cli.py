@@ -259,3 +259,29 @@ def test_the_readme_user_recipes_list_and_check(tmp_path, capsys):
     assert main(["check", "--config-dir", str(folder), "experiment=my_exp"]) == 0
     assert main(["list", "-cd", str(folder)]) == 0
     assert f"  yours, from {folder}: mine" in capsys.readouterr().out.splitlines()
+
+
+def _command(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m regexp ARGS`` in a fresh process: the ``regexp`` command's own exit."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "regexp", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=300)  # fmt: skip
+
+
+def test_the_command_leaves_quickly_with_its_exit_code_and_every_line_written(tmp_path):
+    """``regexp`` skips the interpreter's teardown once TensorFlow is loaded
+    (``cli.entry``): its exit code, its last lines and the log files must still be
+    whole. A completed run exits 0; a diverged one 1, its reason the last line."""
+    ok = _command("run", "dataset=moons", "trainer.epochs=2", "hydra.run.dir=ok", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    record = json.loads((tmp_path / "ok" / "metrics.json").read_text())
+    said = f"test accuracy {record['test_accuracy']:.4f}"
+    assert said in ok.stdout.strip().splitlines()[-1], ok.stdout + ok.stderr  # the console log
+    assert said in (tmp_path / "ok" / "regexp.log").read_text().strip().splitlines()[-1]
+
+    bad = _command("run", "dataset=moons", "trainer.epochs=3", "optimizer.lr=1e4",
+                   "hydra.run.dir=bad", cwd=tmp_path)  # fmt: skip
+    assert bad.returncode == 1, bad.stderr
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith("regexp: 1 of 1 runs did not complete: bad diverged"), bad.stderr
+    assert json.loads((tmp_path / "bad" / "metrics.json").read_text())["status"] == "diverged"

@@ -354,3 +354,28 @@ def test_the_same_scatter_is_drawn_once_then_copied(tmp_path):
     assert plots.scatter(x, y, tmp_path / "b.png", "once") is None
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert plots.scatter(x[::-1], y, tmp_path / "c.png", "once") is not None  # other data
+
+
+def test_a_warmed_up_process_draws_the_same_bytes(tmp_path):
+    """A writer process draws a throwaway loss figure at start (``plots.warm_up``); the
+    first run's figure it then draws is byte for byte the one a fresh process draws."""
+    import subprocess
+    import sys
+
+    history = tmp_path / "history.csv"
+    epochs = np.arange(1, 31)
+    pd.DataFrame({"epoch": epochs, "loss": 1 / epochs, "val_loss": 1.2 / epochs,
+                  "data_loss": 0.9 / epochs, "val_data_loss": 1.1 / epochs}).to_csv(
+        history, index=False)  # fmt: skip
+    code = (
+        "import sys, pandas as pd\nfrom regexp import plots\n"
+        "if sys.argv[2] == 'warm': plots.warm_up()\n"
+        "plots.curves(pd.read_csv(sys.argv[1]), sys.argv[3], 'loss', 'a run: loss')\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    for how in ("cold", "warm"):
+        subprocess.run([sys.executable, "-c", code, str(history), how,
+                        str(tmp_path / f"{how}.png")], check=True, cwd=root)  # fmt: skip
+    cold, warm = (tmp_path / "cold.png").read_bytes(), (tmp_path / "warm.png").read_bytes()
+    assert cold[:8] == b"\x89PNG\r\n\x1a\n" and len(cold) > 1000
+    assert warm == cold
