@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -85,9 +84,9 @@ def entry() -> None:
     TensorFlow's C++ destructors) takes over a second, after everything is written. So
     the exit does what a normal one does that can matter (join the threads that are not
     daemons, as ``threading`` does at exit; run the ``atexit`` handlers: logging's
-    flush, a writer process's join, tracking's end; flush the standard streams) and then
-    leaves with ``os._exit``, skipping only the teardown. An exception still takes the
-    usual way out, traceback and all.
+    flush, a writer process's join, tracking's end) and then leaves (``writer.leave``:
+    the standard streams flushed, ``os._exit``), skipping only the teardown. An
+    exception still takes the usual way out, traceback and all.
     """
     code = main()
     shutdown = getattr(threading, "_shutdown", None)  # what Python runs first at exit
@@ -95,14 +94,11 @@ def entry() -> None:
         raise SystemExit(code)
     import atexit
 
+    from regexp.writer import leave
+
     shutdown()
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
-            pass
-    os._exit(code)
+    leave(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ import types
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, NoReturn
 
 from regexp import timing
 
@@ -194,28 +194,34 @@ def _start(level: int, initializer: Callable | None, initargs: tuple) -> None:
     # the launching process decides when to stop, and waits for its writer
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    atexit.register(_leave)  # registered last, so run first
     logging.getLogger().setLevel(level)  # records the launching process would handle
     from regexp.plots import warm_up
 
     warm_up()  # while the launching process imports TensorFlow: its first figure is ready
     if initializer is not None:
         initializer(*initargs)
+    atexit.register(_leave)
 
 
-def _leave() -> None:
-    """The writer's way out, once its work loop has ended and multiprocessing has
-    finished its own exit: flush what logging and the standard streams hold, then
-    leave without the interpreter's teardown (a quarter of a second with matplotlib and
-    pandas loaded, which the launching process would wait for). Every job's files were
-    written and closed by then."""
-    logging.shutdown()
+def leave(code: int) -> NoReturn:
+    """End this process now with ``code``, its standard streams flushed, without the
+    interpreter's teardown (freeing every module: over a second once TensorFlow is
+    loaded, a quarter of one with matplotlib and pandas). For a process whose files are
+    all written and closed, after its exit handlers (``cli.entry``, ``_leave``)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # a closed pipe: nothing more can reach it
             pass
-    os._exit(0)
+    os._exit(code)
+
+
+def _leave() -> None:
+    """The writer process's last exit handler to be registered, so the first to run:
+    multiprocessing has finished its own exit by then (``BaseProcess._bootstrap``), and
+    the handlers registered before this one are logging's, run here."""
+    logging.shutdown()
+    leave(0)
 
 
 def _ready() -> None:
