@@ -82,7 +82,8 @@ def member_variables(jobs: Sequence[Job]) -> tuple[list, list[dict], list]:
 
 
 def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
-    """Train jobs of one group together; leave each job's final weights in its model.
+    """Train jobs of one group together; leave each job's final weights in
+    ``job.weights`` (``job.model`` holds them).
 
     The jobs must agree on everything but what ``keys.GROUP`` leaves out (the pipeline
     groups them so)."""
@@ -214,8 +215,8 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
     best = None if rule is None else rule.best_values()
     restore = rule is not None and rule.restore_best  # as Keras' on_train_end: stopped or not
     final = best if restore else [v.numpy() for v in variables]
-    for m, job in enumerate(jobs):
-        job.model.set_weights([w[m] for w in final])
+    for m, job in enumerate(jobs):  # its model may be shared: put in when it is used
+        job.keep_weights([w[m] for w in final])
     values = history.values(done)
     histories = []
     for m, job in enumerate(jobs):

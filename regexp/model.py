@@ -110,6 +110,74 @@ def build_model(
     return model, loss_penalties_of(model, plans) if mode == "loss" else []
 
 
+class Network:
+    """A Keras model and the job whose penalties and weights it holds now (``Job.model``).
+
+    A job trained alone has its own. The members of a fused group built alike
+    (``network_key``: the same layers and seed, penalties aside) share one: the fused
+    engine only reads its initial weights, which they share, and leaves each member's
+    final ones in ``Job.weights``; ``holding`` puts a member's penalties and weights in
+    it when another member had it. Building one model per member cost more than training
+    it."""
+
+    def __init__(self, model: keras.Model, shared: bool = False) -> None:
+        self.keras = model
+        self.initial = model.get_weights() if shared else None  # shared: as built
+        self.holder = None  # the job whose penalties and weights it holds
+
+    def holding(self, job) -> keras.Model:
+        """The model with ``job``'s penalties and weights (``job.weights``, or, before
+        training, the initial ones)."""
+        if self.holder is not job:
+            set_penalties(self.keras, job.plans, str(job.cfg.reg.mode))
+            self.keras.set_weights(self.initial if job.weights is None else job.weights)
+            self.holder = job
+        return self.keras
+
+    def release(self, job) -> None:
+        """``job``'s weights have changed: put them in at its next use."""
+        if self.holder is job:
+            self.holder = None
+
+
+def network_key(plans: Sequence[LayerPlan], mode: str, seed: int) -> str | None:
+    """Models that ``build_model`` builds alike, initial weights and all, under ``seed``:
+    the plans but for their penalties' values (which draw no random numbers: the layers
+    are the same whichever they are), the mode and the seed. Fused members with equal
+    keys share one Keras model (``training.Network``), given each member's penalties in
+    turn by ``set_penalties``. None when a penalty is a user's class (``_target_``),
+    whose check may draw random numbers: such a model is its job's own."""
+    plain = []
+    for plan in plans:
+        specs = [getattr(plan, slot) for slot in PENALTY_SLOTS]
+        if any(spec is not None and "kind" not in spec for spec in specs):
+            return None
+        fields = {k: v for k, v in vars(plan).items() if k not in PENALTY_SLOTS}
+        plain.append({**fields, "penalties": [spec is not None for spec in specs]})
+    return json.dumps([plain, mode, seed], sort_keys=True, default=str)
+
+
+def set_penalties(model: keras.Model, plans: Sequence[LayerPlan], mode: str) -> None:
+    """Give ``model`` (built by ``build_model`` from plans of the same ``network_key``)
+    the penalties of ``plans``, where ``build_model`` puts them: the layers' regularizer
+    attributes (which its config saves) and its weights' (which ``model.losses`` calls),
+    each checked as ``build_model`` checks it."""
+    for plan in plans:
+        dense = model.get_layer(plan.name)
+        fan_in, units = dense.kernel.shape
+        regs = {slot: _checked(plan, slot, units, fan_in) for slot in PENALTY_SLOTS}
+        weights = mode == "layers"
+        dense.kernel_regularizer = dense.kernel.regularizer = regs["kernel"] if weights else None
+        dense.bias_regularizer = regs["bias"] if weights else None
+        if dense.bias is not None:
+            dense.bias.regularizer = dense.bias_regularizer
+        on_dense = not plan.split or plan.position == "pre"
+        dense.activity_regularizer = regs["activity"] if on_dense else None
+        if plan.split:
+            activation = model.get_layer(f"{plan.name}_act")
+            activation.activity_regularizer = None if on_dense else regs["activity"]
+
+
 def loss_penalties_of(model: keras.Model, plans: Sequence[LayerPlan]) -> Penalties:
     """``reg.mode=loss``: the (variable, regularizer) pairs the loss function adds, the
     kernel and bias penalties of each Dense layer of ``model`` (built from ``plans``, or

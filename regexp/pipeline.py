@@ -157,35 +157,55 @@ def interrupts_deferred() -> Iterator[None]:
 
 
 def prepare(
-    cfg: DictConfig, plans: list[LayerPlan] | None = None, members: int = 1, compiled: bool = True
+    cfg: DictConfig,
+    plans: list[LayerPlan] | None = None,
+    members: int = 1,
+    compiled: bool = True,
+    networks: dict[str, Any] | None = None,
 ) -> Job:
     """Load the data, check that the training fits in memory (``members`` of them for a
     fused group), and build and compile the model under ``cfg.seed``. The fused engine
     trains its own stacked copy (``compiled=False``: the model only gives the initial
-    weights and takes the final ones; compiling draws no random numbers).
+    weights and takes the final ones; compiling draws no random numbers), so members
+    built alike (``model.network_key``) share one model, kept in ``networks`` by key
+    (``model.Network``).
 
     The initial weights depend only on the structure and the seed, so every engine
     starts the same job from the same weights.
     """
     with timing.phase("prepare"):
-        return _prepare(cfg, validate(cfg).plans if plans is None else plans, members, compiled)
+        plans = validate(cfg).plans if plans is None else plans
+        return _prepare(cfg, plans, members, compiled, {} if networks is None else networks)
 
 
-def _prepare(cfg: DictConfig, plans: list[LayerPlan], members: int, compiled: bool) -> Job:
+def _prepare(cfg: DictConfig, plans: list[LayerPlan], members: int, compiled: bool,
+             networks: dict[str, Any]) -> Job:  # fmt: skip
     data = datasets.load(cfg.dataset)
     check_memory(cfg, data.shape, plans, members)
     keras = import_keras(int(cfg.trainer.threads))
-    from regexp.model import build_model, compile_model
+    from regexp.model import Network, build_model, compile_model, loss_penalties_of, network_key
 
-    seed = int(cfg.seed)
+    seed, mode = int(cfg.seed), str(cfg.reg.mode)
+    key = None if compiled else network_key(plans, mode, seed)
+    network = networks.get(key) if key is not None else None
+    if network is not None:  # built alike: this job's penalties go in when it is used
+        penalties = loss_penalties_of(network.keras, plans) if mode == "loss" else []
+        job = Job(cfg, plans, data, network, penalties, seed)
+        network.holding(job)  # its penalties checked now, as building would check them
+        return job
     keras.utils.set_random_seed(seed)
     task = tasks.of(data)  # its output layer, loss and metrics, smoothed by reg.smoothing
     model, loss_penalties = build_model(
-        plans, data.n_features, task.output(data.n_classes), cfg.reg.mode, seed=seed
+        plans, data.n_features, task.output(data.n_classes), mode, seed=seed
     )
     if compiled:
         compile_model(model, cfg.optimizer, task, loss_penalties, tasks.smoothing_of(cfg))
-    return Job(cfg, plans, data, model, loss_penalties, seed)
+    network = Network(model, shared=key is not None)
+    if key is not None:
+        networks[key] = network
+    job = Job(cfg, plans, data, network, loss_penalties, seed)
+    network.holder = job
+    return job
 
 
 @dataclass
@@ -240,7 +260,8 @@ def cannot_write(folder: Path) -> Iterator[None]:
 def train(group: Sequence[Planned], lead: str = "") -> Trained:
     """Prepare and train one group (a single job, or a fused group) with its engine."""
     compiled = group[0].engine != "fused"
-    jobs = [prepare(p.cfg, p.plans, len(group), compiled) for p in group]
+    networks: dict[str, Any] = {}  # fused members built alike share one model.Network
+    jobs = [prepare(p.cfg, p.plans, len(group), compiled, networks) for p in group]
     start = time.perf_counter()
     with timing.phase("train"):  # an engine's tracing is its own phase, inside
         histories = ENGINES[group[0].engine](jobs, lead=lead)

@@ -41,9 +41,12 @@ class Job:
     cfg: DictConfig
     plans: list[LayerPlan]
     data: Dataset
-    model: Any
+    network: Any  # its model: a regexp.model.Network, maybe shared with fused members
     loss_penalties: list
     seed: int
+    # a fused member's final weights (model.get_weights() order), which the fused engine
+    # leaves here rather than in a model its group may share; None: those in its model
+    weights: list[np.ndarray] | None = None
     # (epoch, weights as model.get_weights() orders them): the initial weights and those
     # after every chunk of epochs, kept only for TensorBoard's histograms
     snapshots: list[tuple[int, list[np.ndarray]]] = field(default_factory=list)
@@ -55,6 +58,17 @@ class Job:
     # early stopping: the weights after ``best_epoch`` (model.get_weights() order), kept by
     # the engine whether or not ``restore_best`` put them back in the model; None without
     best_weights: list[np.ndarray] | None = None
+
+    @property
+    def model(self) -> Any:
+        """Its Keras model, holding its penalties and its weights (the final ones once
+        trained), which a ``Network`` shared by fused members puts in when it is used."""
+        return self.network.holding(self)
+
+    def keep_weights(self, weights: list[np.ndarray]) -> None:
+        """Its final weights, put in its model when it is next used (``model``)."""
+        self.weights = weights
+        self.network.release(self)
 
     @property
     def task(self) -> tasks.Task:

@@ -123,6 +123,43 @@ def test_the_runs_hold_the_layers_and_penalties_to_save(runs):
     assert _metrics(runs["csv"])["engine"] == "compiled"
 
 
+def test_each_fused_member_saves_the_model_it_would_have_built_alone(runs):
+    """The two members share a network and seed, so they share one Keras model while
+    they are written (``training.Network``), each member's penalties put in in turn. Each
+    saved model's config equals a model's built alone from the member's config.yaml (its
+    own strengths: the two differ), its weights its own, and the penalty it adds on the
+    test split is the member's: 0.001 * Huber(kernel) for each hidden kernel (checked in
+    NumPy) plus lam * mean|activity| summed over the hidden layers."""
+    from regexp import tasks
+    from regexp.config import validate
+    from regexp.model import build_model, layer_outputs, total_penalty
+
+    configs, weights = [], []
+    for name in MEMBERS:
+        cfg = OmegaConf.load(runs[name] / "config.yaml")
+        data, saved = _data(runs[name]), load_model(runs[name])
+        plans = validate(cfg).plans
+        alone, _ = build_model(plans, data.n_features, tasks.of(data).output(data.n_classes),
+                               str(cfg.reg.mode), seed=int(cfg.seed))  # fmt: skip
+        config = json.dumps(saved.get_config(), sort_keys=True)  # tuples come back as lists
+        assert config == json.dumps(alone.get_config(), sort_keys=True), name
+        configs.append(config)
+        l1 = saved.get_layer(plans[0].name).activity_regularizer.get_config()["l1"]
+        assert l1 == pytest.approx(float(cfg.reg.lam))
+        weights.append(saved.get_weights())
+        x = data.x_test
+        _, acts = layer_outputs(saved, plans, x)
+        huber = 0.0
+        for plan in plans[:-1]:
+            w = np.abs(saved.get_layer(plan.name).kernel.numpy().astype(np.float64))
+            huber += 0.001 * np.sum(np.where(w <= 1.0, 0.5 * w**2, w - 0.5))
+        activity = sum(float(cfg.reg.lam) * np.abs(a.astype(np.float64)).sum() / len(x)
+                       for a in acts.values())  # fmt: skip
+        assert total_penalty(saved, x, []) == pytest.approx(huber + activity, rel=1e-5)
+    assert configs[0] != configs[1]
+    assert not all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
+
+
 @pytest.mark.parametrize("name", ["csv", "regression", *MEMBERS])
 def test_a_completed_run_saves_its_model_before_metrics_json(runs, name):
     run = runs[name]
