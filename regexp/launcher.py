@@ -180,6 +180,8 @@ class FusedLauncherBase(Launcher):
                 except writer.WriterDied as e:  # exit 1: not the input's fault
                     every = [job for group in groups for job in group]
                     returns, error = {}, (_numbers(every), str(e), "; resume= trains them")
+                finally:  # the jobs written here set up their own logging
+                    configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         if error is not None:
             failures.append(error)
         _fail_if_any(failures)
@@ -189,6 +191,8 @@ class FusedLauncherBase(Launcher):
 def start_writing(folders: Any, hydra_context: HydraContext) -> None:
     """Give the writer what Hydra's ``run_job`` needs there: Hydra's state, the launch
     folder and the context."""
+    global _context
+    _context = hydra_context  # here, where jobs the writer has not started are written too
     instances = Singleton.get_state()["instances"]  # its resolvers are registered again there
     folders.submit(_writing_for, hydra_context, instances, os.getcwd())
 

@@ -6,7 +6,10 @@ models) and hands the rest to a ``Writer``: files, ``.hydra/``, figures and trac
 (``pipeline.write_folder``), none of which needs TensorFlow. With ``processes=1`` the
 writer is one spawned process on another core, so a sweep's folders are written while
 its next group trains; with ``processes=0`` it writes here, in order, as it is handed
-the jobs.
+the jobs. Waiting for the writer process (``results``), this process writes the jobs it
+has not started, from the last back: the folders of a sweep's last group, which nothing
+else overlaps, are written on two cores. (A second writer process did worse: its
+start-up and the three processes on two cores cost more than it saved.)
 
 The folder contract holds either way: ``metrics.json`` is written last and atomically,
 so a folder whose writer was stopped never looks complete. The writer process ignores
@@ -60,6 +63,7 @@ class Writer:
     ) -> None:
         self.processes = processes
         self.pending: list[Future | _Done] = []
+        self.calls: dict[int, tuple[Callable, tuple]] = {}  # by id(future): what it calls
         self.pool = None
         if processes > 0:
             import multiprocessing
@@ -91,9 +95,11 @@ class Writer:
                 self.pending.append(_Done(None, e))
             return
         try:
-            self.pending.append(self.pool.submit(_call, fn, *args))
+            future = self.pool.submit(_call, fn, *args)
         except BrokenProcessPool:
             raise WriterDied(DIED) from None
+        self.calls[id(future)] = (fn, args)
+        self.pending.append(future)
 
     def broken(self) -> bool:
         """Whether its process has died (the next use starts another)."""
@@ -109,7 +115,12 @@ class Writer:
     def results(self, replay: bool = False) -> list[Any]:
         """Wait for every job handed over; their results in order (raises the first
         error). ``replay``: handle here the log records the writer process emitted."""
+        # meanwhile, this process writes the jobs the writer process has not started,
+        # having nothing else to do: the folders of a sweep's last group are written on
+        # two cores
         pending, self.pending = self.pending, []
+        calls, self.calls = self.calls, {}
+        _help(pending, calls)
         results, error = [], None
         for item in pending:
             try:
@@ -144,6 +155,21 @@ class Writer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _help(pending: list[Future | _Done], calls: dict[int, tuple[Callable, tuple]]) -> None:
+    """Write here the jobs of ``pending`` the writer process has not started, from the
+    last back to the first it has (it takes them in order), each replaced by its result;
+    their log records are emitted here, as they are made."""
+    for index in range(len(pending) - 1, -1, -1):
+        item = pending[index]
+        if not isinstance(item, Future) or not item.cancel():  # started, and every earlier one
+            return
+        fn, args = calls[id(item)]
+        try:
+            pending[index] = _Done(fn(*args), None)
+        except Exception as e:
+            pending[index] = _Done(None, e)
 
 
 DIED = (

@@ -616,3 +616,35 @@ def test_a_killed_writer_is_one_line_and_leaves_its_jobs_unfinished(tmp_path):
                           cwd=ROOT, capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(list(sweep.glob("*/metrics.json"))) == 6
+
+
+def _slow_pid(i: int) -> tuple[int, int]:
+    """A job that takes a while, and says where it ran."""
+    time.sleep(0.3)
+    if i < 0:
+        raise ValueError(f"job {i} fails")
+    return i, os.getpid()
+
+
+def test_while_it_waits_the_launching_process_writes_what_the_writer_has_not_started():
+    """``Writer.results`` does not sit idle while the writer process works through its
+    backlog: it takes the jobs not yet started, from the last back, and runs them here.
+    Every job runs once, the results come back in order, the writer process's are the
+    first ones (it takes them in order), and an error still reaches the caller."""
+    from regexp import writer
+
+    folders = writer.Writer(processes=1)
+    try:
+        for i in range(8):
+            folders.submit(_slow_pid, i)
+        done = folders.results()
+        for i in (8, -1, 9):  # the last two taken here: the failure is still said
+            folders.submit(_slow_pid, i)
+        with pytest.raises(ValueError, match="job -1 fails"):
+            folders.results()
+    finally:
+        folders.close()
+    assert [i for i, _ in done] == list(range(8))
+    there = [i for i, pid in done if pid != os.getpid()]
+    here = [i for i, pid in done if pid == os.getpid()]
+    assert there and here and there == list(range(len(there)))

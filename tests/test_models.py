@@ -412,3 +412,38 @@ def test_a_damaged_saved_file_is_one_line_naming_it(runs, tmp_path, capsys, dama
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("regexp: error: "), err
         assert f"{run / named}: " in err and ("damaged" in err), err
+
+
+def test_a_second_save_reuses_what_keras_worked_out_for_the_first(tmp_path, monkeypatch):
+    """Keras works out which attributes of a layer to skip when saving by building a
+    reference Layer, and, misfiling what it worked out, did so on every save
+    (``saved._keep_skipsets``). A second save builds none, and the two files hold the
+    same config and weights."""
+    import zipfile
+
+    from keras.src.layers.layer import Layer
+
+    from regexp import saved
+    from regexp.pipeline import prepare
+
+    job = prepare(make_cfg("trainer.epochs=1"))
+    for d in "ab":
+        (tmp_path / d).mkdir()
+        rundir.write_config(tmp_path / d, job.cfg)
+    saved.save(job, tmp_path / "a")
+    built = []
+    init = Layer.__init__
+
+    def counted(self, *args, **kwargs):
+        if type(self) is Layer:  # a reference Layer: the models' layers are subclasses
+            built.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Layer, "__init__", counted)
+    saved.save(job, tmp_path / "b")
+    assert built == []
+    files = [zipfile.ZipFile(tmp_path / d / "model.keras") for d in "ab"]
+    assert files[0].read("config.json") == files[1].read("config.json")
+    a, b = (load_model(tmp_path / d) for d in "ab")
+    for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(x, y)
