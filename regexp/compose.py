@@ -288,27 +288,37 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
                 f"the sweep has no jobs: {' '.join(empty) or ' '.join(overrides)} gives no "
                 "value; expected at least one (a glob must match an option of its group)"
             )
-        # one composition per distinct choice of config groups catches unknown options and keys
-        try:
-            base = hydra_compose("config")
-        except yaml.YAMLError as e:  # a user's config.yaml
-            raise UserError(_yaml_error(e)) from None
+        composed: dict[int, DictConfig] = {}
+
+        def compose_job(num: int) -> DictConfig:
+            """Job ``num``'s config, with Hydra's (composed once), or its error in one line."""
+            if num not in composed:
+                try:
+                    composed[num] = hydra_compose("config", overrides=jobs[num],
+                                                  return_hydra_config=True)  # fmt: skip
+                except HydraException as e:
+                    label = f"job #{num}: " if multirun else ""
+                    try:  # the config without overrides, to say what they got wrong
+                        base = hydra_compose("config")
+                    except (HydraException, yaml.YAMLError):
+                        base = None
+                    raise _labelled(hydra_error(e, base, loader, jobs[num]), label) from None
+                except yaml.YAMLError as e:  # a user's file that is not YAML
+                    raise UserError(_yaml_error(e)) from None
+            return composed[num]
+
         # the fused launchers check that jobs have their own folders before training; under
         # any other launcher each job runs on its own, so every job is composed here
-        fused = multirun and _fused_launcher(jobs, hydra_compose)
+        fused = multirun and _fused_launcher(compose_job(0))
         every_job = every_job or (multirun and not fused)
+        # one composition per distinct choice of config groups catches unknown options and keys
         for num, job in enumerate(jobs):
             choice = tuple(o for o in job if o.split("=")[0].lstrip("+~") in groups)
             if choice in seen and not every_job:
                 continue
             seen.add(choice)
             label = f"job #{num}: " if multirun else ""
-            try:
-                cfg = hydra_compose("config", overrides=job, return_hydra_config=True)
-            except HydraException as e:
-                raise _labelled(hydra_error(e, base, loader, job), label) from None
-            except yaml.YAMLError as e:  # a user's file that is not YAML
-                raise UserError(_yaml_error(e)) from None
+            cfg = compose_job(num)
             task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
             try:
                 checked = validate(task, job)
@@ -358,12 +368,11 @@ def _yaml_error(e: Exception) -> str:
     return f"{where}: not valid YAML ({problem})"
 
 
-def _fused_launcher(jobs: list[list[str]], hydra_compose) -> bool:
-    """Whether the sweep runs on one of regexp's fused launchers (whose settings are
-    checked here)."""
+def _fused_launcher(cfg: DictConfig) -> bool:
+    """Whether the sweep whose first job's config (with Hydra's) is ``cfg`` runs on one of
+    regexp's fused launchers (whose settings are checked here)."""
     from regexp.checks import integer
 
-    cfg = hydra_compose("config", overrides=jobs[0], return_hydra_config=True)
     fused = "regexp_launcher" in str(OmegaConf.select(cfg, "hydra.launcher._target_"))
     if fused:
         integer("hydra.launcher.max_members", OmegaConf.select(cfg, "hydra.launcher.max_members"))
