@@ -21,6 +21,7 @@ Penalties reach the loss in one of two ways (``reg.mode``):
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Sequence
 
 import keras
@@ -270,6 +271,9 @@ def penalty_after_call(model: keras.Model, penalties: Penalties) -> float:
     return float(sum(float(v) for v in model.losses) + float(penalty_of(penalties)))
 
 
+_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # by model: its probes
+
+
 def layer_outputs(
     model: keras.Model, plans: Sequence[LayerPlan], x: np.ndarray
 ) -> tuple[dict, dict]:
@@ -280,8 +284,11 @@ def layer_outputs(
     after = [f"{p.name}_act" if p.split else p.name for p in hidden]
     seen = [p.name if p.position == "pre" else a
             for p, a in zip(hidden, after, strict=True) if p.activity is not None]  # fmt: skip
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in after + seen])
-    outputs = probe(x, training=False)  # one output comes back bare, not in a list
+    probes = _PROBES.setdefault(model, {})  # a model shared by fused members: built once
+    names = tuple(after + seen)
+    if names not in probes:
+        probes[names] = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    outputs = probes[names](x, training=False)  # one output comes back bare, not in a list
     values = [np.asarray(v) for v in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
     post = {p.name: v for p, v in zip(hidden, values[: len(hidden)], strict=True)}
     names = [p.name for p in hidden if p.activity is not None]

@@ -216,7 +216,8 @@ class Trained:
     jobs: list[Job]
     histories: list[History]
     seconds: float  # training time per job
-    summaries: dict[str, str] = field(default_factory=dict)  # model summaries by group key
+    summary: str | None = None  # the model summary: one for the group, whose members
+    # share their layers' names and shapes
 
     @property
     def interrupted(self) -> bool:
@@ -233,13 +234,11 @@ class Trained:
             engine["group"] = [os.path.relpath(p.folder, planned.folder.parent)
                                for p in self.planned]  # fmt: skip
         job = self.jobs[index]
-        # the members of a group share their layers' names and shapes: one summary
-        key = group_key(planned)
-        if key not in self.summaries:
-            self.summaries[key] = summary_of(job.model)
+        if self.summary is None:
+            self.summary = summary_of(job.model)
         with cannot_write(planned.folder):
             return finish(job, self.histories[index], self.seconds, planned.folder,
-                          planned.overrides, engine, self.summaries[key])  # fmt: skip
+                          planned.overrides, engine, self.summary)  # fmt: skip
 
     def write(self, index: int) -> dict[str, Any]:
         """Write job ``index``'s folder here; ``metrics.json``'s content."""
