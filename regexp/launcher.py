@@ -221,7 +221,7 @@ def train_group(folders: Any, group: list[_Job], lead: str = "") -> bool:
     """
     from regexp import pipeline
 
-    trained = pipeline.train([job.planned for job in group], lead)
+    trained = pipeline.train([job.planned for job in group], lead, folders)
     with pipeline.interrupts_deferred():
         for index, job in enumerate(group):
             if job.done:  # complete before this sweep; trained again only for its group

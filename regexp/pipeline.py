@@ -256,11 +256,18 @@ def cannot_write(folder: Path) -> Iterator[None]:
         raise UserError(f"cannot write {where}: {e.strerror or e}") from None
 
 
-def train(group: Sequence[Planned], lead: str = "") -> Trained:
-    """Prepare and train one group (a single job, or a fused group) with its engine."""
+def train(group: Sequence[Planned], lead: str = "", folders: writer.Writer | None = None
+          ) -> Trained:  # fmt: skip
+    """Prepare and train one group (a single job, or a fused group) with its engine; the
+    writer ``folders`` that will write it meanwhile draws once the kinds of figures its
+    folders hold (``Writer.ahead``)."""
     compiled = group[0].engine != "fused"
     networks: dict[str, Any] = {}  # fused members built alike share one model.Network
     jobs = [prepare(p.cfg, p.plans, len(group), compiled, networks) for p in group]
+    if folders is not None:
+        first = jobs[0]
+        layers = sum(p.units is not None and p.activity is not None for p in first.plans)
+        folders.ahead(writer.figures_ahead, ("loss", *first.kind.curves), layers)
     start = time.perf_counter()
     with timing.phase("train"):  # an engine's tracing is its own phase, inside
         histories = ENGINES[group[0].engine](jobs, lead=lead)
@@ -281,7 +288,7 @@ def run(cfg: DictConfig, folder: Path, overrides: Sequence[str] = (),
         if not claim([job], key):
             return None
     folders = folders or writer.Writer(processes=0)
-    trained = train([job])
+    trained = train([job], folders=folders)
     with interrupts_deferred():
         folders.submit(write_folder, trained.finish(0))
         (result,) = folders.results(replay=True)

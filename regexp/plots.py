@@ -281,18 +281,24 @@ def _snapshot(fig, artist) -> None:
     artist.axes.add_artist(pixels)
 
 
-def warm_up() -> None:
-    """Draw a throwaway loss figure, so that the first run's figures do not pay for
-    loading fonts and building the figure (about 0.3 s). A writer process does it while
-    the launching process imports TensorFlow and trains; the loss figure, which every
-    run draws, is then ready, and what it writes is byte for byte what it would have."""
+def warm_up(metrics: tuple[str, ...] = ("loss",), layers: int = 0) -> None:
+    """Draw throwaway figures of the kinds a run will draw (its ``metrics``' curves, its
+    activations' histograms of ``layers`` layers), so that its own figures do not pay for loading
+    fonts and building them (0.3 s for the first, 0.1 s for each other kind). A writer
+    process does it while the launching process imports TensorFlow and trains; what it
+    writes afterwards is byte for byte what it would have written."""
     import os
 
     epochs = [1.0, 2.0, 3.0]
-    history = pd.DataFrame({"epoch": epochs, "loss": [0.9, 0.5, 0.3],
-                            "val_loss": [1.0, 0.6, 0.4], "data_loss": [0.8, 0.4, 0.3],
-                            "val_data_loss": [0.9, 0.5, 0.3]})  # fmt: skip
-    curves(history, Path(os.devnull), "loss", "warming up: loss")
+    history = pd.DataFrame({"epoch": epochs, **{
+        f"{prefix}{name}": [0.9, 0.5, 0.3]
+        for name in {*metrics, "loss", "data_loss"} for prefix in ("", "val_")}})  # fmt: skip
+    for metric in metrics:
+        curves(history, Path(os.devnull), metric, f"warming up: {metric}")
+    if layers:
+        values = np.linspace(0.0, 1.0, 12).reshape(3, 4)
+        shown = {f"h{i}": values for i in range(1, layers + 1)}
+        activations(shown, Path(os.devnull), "warming up: activations")
 
 
 def _curves_figure(metric: str) -> tuple:

@@ -42,6 +42,9 @@ from regexp import timing
 
 PROCESSES = 1  # one writer process; 0 writes in the process that trained (tests, debugging)
 _shared: Writer | None = None
+# what a writer process imports as it starts: the modules of the functions it is handed
+# (pipeline.write_folder, launcher.write_job), named, as they sit above this one
+PRELOAD = ("regexp.pipeline", "regexp.launcher")
 
 
 def shared() -> Writer:
@@ -101,6 +104,13 @@ class Writer:
         self.calls[id(future)] = (fn, args)
         self.pending.append(future)
 
+    def ahead(self, fn: Callable, *args: Any) -> None:
+        """Have the writer process call ``fn(*args)`` now, while it waits for the jobs:
+        work that makes them quicker to write (``figures_ahead``). Neither waited for nor
+        returned; nothing when writing here."""
+        if self.pool is not None and not self.broken():
+            self.pool.submit(fn, *args)
+
     def broken(self) -> bool:
         """Whether its process has died (the next use starts another)."""
         return self.pool is not None and getattr(self.pool, "_broken", False) is not False
@@ -159,10 +169,13 @@ class Writer:
 
 def _help(pending: list[Future | _Done], calls: dict[int, tuple[Callable, tuple]]) -> None:
     """Write here the jobs of ``pending`` the writer process has not started, from the
-    last back to the first it has (it takes them in order), each replaced by its result;
-    their log records are emitted here, as they are made."""
+    last back, while it is busy with an earlier one (it takes them in order; an idle
+    writer, its figures drawn before, writes the next one sooner), each replaced by its
+    result; their log records are emitted here, as they are made."""
     for index in range(len(pending) - 1, -1, -1):
         item = pending[index]
+        if all(earlier.done() for earlier in pending[:index]):  # the writer is free for it
+            return
         if not isinstance(item, Future) or not item.cancel():  # started, and every earlier one
             return
         fn, args = calls[id(item)]
@@ -221,9 +234,15 @@ def _start(level: int, initializer: Callable | None, initargs: tuple) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.getLogger().setLevel(level)  # records the launching process would handle
+    import importlib
+
     from regexp.plots import warm_up
 
-    warm_up()  # while the launching process imports TensorFlow: its first figure is ready
+    # while the launching process imports TensorFlow: the modules of the functions it
+    # hands over (unpickling the first job would import them), and its first figure
+    for name in PRELOAD:
+        importlib.import_module(name)
+    warm_up()
     if initializer is not None:
         initializer(*initargs)
     atexit.register(_leave)
@@ -248,6 +267,14 @@ def _leave() -> None:
     the handlers registered before this one are logging's, run here."""
     logging.shutdown()
     leave(0)
+
+
+def figures_ahead(metrics: tuple[str, ...], layers: int) -> None:
+    """Draw once the kinds of figures a job will need (``plots.warm_up``): for
+    ``Writer.ahead``, while the job trains."""
+    from regexp.plots import warm_up
+
+    warm_up(metrics, layers)
 
 
 def _ready() -> None:

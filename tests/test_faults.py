@@ -630,7 +630,8 @@ def test_while_it_waits_the_launching_process_writes_what_the_writer_has_not_sta
     """``Writer.results`` does not sit idle while the writer process works through its
     backlog: it takes the jobs not yet started, from the last back, and runs them here.
     Every job runs once, the results come back in order, the writer process's are the
-    first ones (it takes them in order), and an error still reaches the caller."""
+    first ones (it takes them in order), and an error still reaches the caller. A job
+    an idle writer process would take at once (a single run's) is left to it."""
     from regexp import writer
 
     folders = writer.Writer(processes=1)
@@ -638,6 +639,8 @@ def test_while_it_waits_the_launching_process_writes_what_the_writer_has_not_sta
         for i in range(8):
             folders.submit(_slow_pid, i)
         done = folders.results()
+        folders.submit(_slow_pid, 100)  # the writer idle: it is the one to write it
+        (alone,) = folders.results()
         for i in (8, -1, 9):  # the last two taken here: the failure is still said
             folders.submit(_slow_pid, i)
         with pytest.raises(ValueError, match="job -1 fails"):
@@ -648,3 +651,4 @@ def test_while_it_waits_the_launching_process_writes_what_the_writer_has_not_sta
     there = [i for i, pid in done if pid != os.getpid()]
     here = [i for i, pid in done if pid == os.getpid()]
     assert there and here and there == list(range(len(there)))
+    assert alone[1] != os.getpid()

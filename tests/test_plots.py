@@ -357,25 +357,34 @@ def test_the_same_scatter_is_drawn_once_then_copied(tmp_path):
 
 
 def test_a_warmed_up_process_draws_the_same_bytes(tmp_path):
-    """A writer process draws a throwaway loss figure at start (``plots.warm_up``); the
-    first run's figure it then draws is byte for byte the one a fresh process draws."""
+    """A writer process draws throwaway figures of each kind a run will draw
+    (``plots.warm_up``: at start, and while the run trains); the run's own figures it
+    then draws are byte for byte the ones a fresh process draws."""
     import subprocess
     import sys
 
     history = tmp_path / "history.csv"
     epochs = np.arange(1, 31)
     pd.DataFrame({"epoch": epochs, "loss": 1 / epochs, "val_loss": 1.2 / epochs,
-                  "data_loss": 0.9 / epochs, "val_data_loss": 1.1 / epochs}).to_csv(
+                  "data_loss": 0.9 / epochs, "val_data_loss": 1.1 / epochs,
+                  "accuracy": 1 - 0.5 / epochs, "val_accuracy": 1 - 0.6 / epochs}).to_csv(
         history, index=False)  # fmt: skip
     code = (
-        "import sys, pandas as pd\nfrom regexp import plots\n"
-        "if sys.argv[2] == 'warm': plots.warm_up()\n"
-        "plots.curves(pd.read_csv(sys.argv[1]), sys.argv[3], 'loss', 'a run: loss')\n"
+        "import sys, numpy as np, pandas as pd\nfrom regexp import plots\n"
+        "if sys.argv[2] == 'warm': plots.warm_up(('loss', 'accuracy'), 2)\n"
+        "frame, out = pd.read_csv(sys.argv[1]), sys.argv[3]\n"
+        "plots.curves(frame, out + '-loss.png', 'loss', 'a run: loss')\n"
+        "plots.curves(frame, out + '-accuracy.png', 'accuracy', 'a run: accuracy')\n"
+        "rng = np.random.default_rng(0)\n"
+        "acts = {'h1': rng.gamma(2.0, size=(75, 8)), 'h2': rng.gamma(1.0, size=(75, 8))}\n"
+        "plots.activations(acts, out + '-activations.png', 'a run: activations on test')\n"
     )
     root = str(Path(__file__).resolve().parents[1])
     for how in ("cold", "warm"):
         subprocess.run([sys.executable, "-c", code, str(history), how,
-                        str(tmp_path / f"{how}.png")], check=True, cwd=root)  # fmt: skip
-    cold, warm = (tmp_path / "cold.png").read_bytes(), (tmp_path / "warm.png").read_bytes()
-    assert cold[:8] == b"\x89PNG\r\n\x1a\n" and len(cold) > 1000
-    assert warm == cold
+                        str(tmp_path / how)], check=True, cwd=root)  # fmt: skip
+    for figure in ("loss", "accuracy", "activations"):
+        cold = (tmp_path / f"cold-{figure}.png").read_bytes()
+        warm = (tmp_path / f"warm-{figure}.png").read_bytes()
+        assert cold[:8] == b"\x89PNG\r\n\x1a\n" and len(cold) > 1000
+        assert warm == cold, figure
