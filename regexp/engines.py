@@ -152,29 +152,52 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
         for m in model.metrics:
             m.reset_state()
 
-    # one trace for every chunk, the shorter last one too
-    @tf.function(input_signature=[tf.TensorSpec([None, n], tf.int32)])
+    def loop(steps, body) -> None:
+        """``body(b)`` for b in 0 .. steps - 1, in the graph, as autograph loops over a
+        ``tf.range`` (with its iteration count as a hint)."""
+
+        def step(b):
+            body(b)
+            return (b + 1,)
+
+        tf.while_loop(lambda b: b < steps, step, (tf.constant(0),), maximum_iterations=steps)
+
+    def epoch_body(order, epoch):
+        for m in model.metrics:
+            m.reset_state()
+        perm = order[epoch]
+
+        def train_batch(b):
+            idx = perm[b * bs : tf.minimum((b + 1) * bs, n)]
+            model.train_step((tf.gather(x, idx), tf.gather(y, idx)))
+
+        def val_batch(b):
+            model.test_step((xv[b * bs : (b + 1) * bs], yv[b * bs : (b + 1) * bs]))
+
+        loop((n + bs - 1) // bs, train_batch)
+        metrics_into("", epoch)
+        for name, value in current().items():
+            buffers[name][epoch].assign(value)
+        loop((nv + bs - 1) // bs, val_batch)
+        metrics_into("val_", epoch)
+        if rule is not None:
+            rule.update(buffers[rule.monitor][epoch])
+        return (epoch + 1,)
+
+    # one trace for every chunk, the shorter last one too; the loops written as while
+    # loops (autograph converting this function took a third of the trace)
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec([None, n], tf.int32)])
     def run(order):
         """Train one epoch per row of ``order`` (its sample order); row i of the buffers
         holds the epoch's numbers. Early stopping ends the chunk after the epoch where it
         stops."""
-        for epoch in tf.range(tf.shape(order)[0]):
-            for m in model.metrics:
-                m.reset_state()
-            perm = order[epoch]
-            for b in tf.range((n + bs - 1) // bs):
-                idx = perm[b * bs : tf.minimum((b + 1) * bs, n)]
-                model.train_step((tf.gather(x, idx), tf.gather(y, idx)))
-            metrics_into("", epoch)
-            for name, value in current().items():
-                buffers[name][epoch].assign(value)
-            for b in tf.range((nv + bs - 1) // bs):
-                model.test_step((xv[b * bs : (b + 1) * bs], yv[b * bs : (b + 1) * bs]))
-            metrics_into("val_", epoch)
-            if rule is not None:
-                rule.update(buffers[rule.monitor][epoch])
-                if not rule.active():
-                    break
+        count = tf.shape(order)[0]
+
+        def more(e):
+            return e < count if rule is None else (e < count) & tf.reduce_any(rule.active())
+
+        tf.while_loop(more, lambda e: epoch_body(order, e), (tf.constant(0),),
+                      maximum_iterations=count)  # fmt: skip
 
     with phase("trace"):  # the one trace, before the first chunk
         run.get_concrete_function()
