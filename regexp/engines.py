@@ -135,10 +135,6 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
 
     model._symbolic_build(data_batch=(x[:bs], y[:bs]))  # what fit does before tracing
     diag, current = for_model(job)
-    # autograph need not convert the diagnostics (no Python control flow on tensors):
-    # a quarter of the trace. Their graph, and so every number, is unchanged; the
-    # whole loop without autograph changed rounding in 34 of the golden numbers
-    current = tf.autograph.experimental.do_not_convert(current)
     names = [*job.kind.columns, *diag.names]
     history = ChunkHistory(names, stops.longest)
     buffers = history.variables
