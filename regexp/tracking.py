@@ -371,9 +371,10 @@ def log_mlflow(run_dir: Path, cfg, history, result: dict, sweep: Path | None = N
     from regexp.keys import flatten
     from regexp.tasks import KINDS
 
-    client = MlflowClient(str(cfg.tracking.uri))
     run_dir = Path(run_dir).resolve()
     with _locked(sweep):
+        # the store is made (a new database's tables) with the client: one process at once
+        client = MlflowClient(str(cfg.tracking.uri))
         experiment_id = _experiment_id(client, cfg)
         group = result.get("group") or [run_dir.name]
         tags = {"status": str(result["status"]), "run_dir": str(run_dir),

@@ -33,6 +33,7 @@ import os
 import signal
 import sys
 import types
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -58,15 +59,29 @@ def shared() -> Writer:
     return _shared
 
 
+IN_FLIGHT = 2  # jobs the writer process holds at once: the one it writes, the next one
+
+
 class Writer:
-    """Calls ``fn(*args)`` for each ``submit``, in order: in a writer process or here."""
+    """Calls ``fn(*args)`` for each ``submit``, in order: in a writer process or here.
+
+    A writer process holds at most ``IN_FLIGHT`` jobs; the others wait in this process's
+    backlog, handed over one by one as it finishes one (a callback of its future, so it
+    goes on while this process trains). Waiting for them (``results``), this process
+    writes the backlog's jobs itself, last first, while the writer process is busy.
+    Nothing handed over is taken back: a cancelled future of a process pool whose process
+    then dies breaks the pool's clean-up (Python 3.11), and the exit hangs."""
 
     def __init__(
         self, processes: int = 1, initializer: Callable | None = None, initargs: tuple = ()
     ) -> None:
+        import threading
+
         self.processes = processes
-        self.pending: list[Future | _Done] = []
-        self.calls: dict[int, tuple[Callable, tuple]] = {}  # by id(future): what it calls
+        self.pending: list[_Job] = []  # every job since the last ``results``, in order
+        self.backlog: deque[_Job] = deque()  # not yet handed to the writer process
+        self.held: set[Future] = set()  # the writer process's, unfinished
+        self.lock = threading.Condition(threading.RLock())  # futures call back meanwhile
         self.pool = None
         if processes > 0:
             import multiprocessing
@@ -91,18 +106,44 @@ class Writer:
             initializer(*initargs)
 
     def submit(self, fn: Callable, *args: Any) -> None:
+        if self.pool is not None and self.broken():
+            raise WriterDied(DIED)
+        job = _Job(fn, args)
+        self.pending.append(job)
         if self.pool is None:
-            try:
-                self.pending.append(_Done(fn(*args), None))
-            except Exception as e:
-                self.pending.append(_Done(None, e))
+            job.run_here()
             return
-        try:
-            future = self.pool.submit(_call, fn, *args)
-        except BrokenProcessPool:
-            raise WriterDied(DIED) from None
-        self.calls[id(future)] = (fn, args)
-        self.pending.append(future)
+        with self.lock:
+            self.backlog.append(job)
+        self._feed()
+
+    def _feed(self, finished: Future | None = None) -> None:
+        """Hand the writer process the backlog's jobs, in order, until it holds
+        ``IN_FLIGHT``: at ``submit``, and as each job it holds finishes."""
+        with self.lock:
+            self.held.discard(finished)
+            while len(self.held) < IN_FLIGHT and self.backlog and self.pool is not None:
+                job = self.backlog[0]
+                try:
+                    future = self.pool.submit(_call, job.fn, *job.args)
+                except (BrokenProcessPool, RuntimeError):  # it died, or was shut down
+                    break
+                self.backlog.popleft()
+                job.future = future
+                self.held.add(future)
+                future.add_done_callback(self._feed)
+            self.lock.notify_all()
+
+    def _help(self) -> None:
+        """Write here, last first, the backlog's jobs while the writer process is busy
+        with others (an idle one, its figures drawn before, takes the next one sooner);
+        their log records are emitted here, as they are made."""
+        while True:
+            with self.lock:
+                if not self.backlog or not self.held:
+                    return
+                job = self.backlog.pop()
+            job.run_here()
 
     def ahead(self, fn: Callable, *args: Any) -> None:
         """Have the writer process call ``fn(*args)`` now, while it waits for the jobs:
@@ -117,23 +158,29 @@ class Writer:
 
     def failed(self) -> BaseException | None:
         """The error of a job already written, if one failed (without waiting)."""
-        for item in self.pending:
-            if item.done() and item.exception() is not None:
+        for job in self.pending:
+            item = job.outcome
+            if item is not None and item.done() and item.exception() is not None:
                 return item.exception()
         return None
 
     def results(self, replay: bool = False) -> list[Any]:
         """Wait for every job handed over; their results in order (raises the first
-        error). ``replay``: handle here the log records the writer process emitted."""
-        # meanwhile, this process writes the jobs the writer process has not started,
-        # having nothing else to do: the folders of a sweep's last group are written on
-        # two cores
+        error). ``replay``: handle here the log records the writer process emitted.
+
+        Meanwhile this process writes the backlog's jobs (``_help``), having nothing
+        else to do: the folders of a sweep's last group are written on two cores."""
+        self._help()
         pending, self.pending = self.pending, []
-        calls, self.calls = self.calls, {}
-        _help(pending, calls)
         results, error = [], None
-        for item in pending:
+        for job in pending:
+            with self.lock:  # a backlog's job is handed over as the writer frees up
+                while job.outcome is None and not self.broken():
+                    self.lock.wait(0.5)
+            item = job.outcome
             try:
+                if item is None:  # the writer process died before it was handed over
+                    raise BrokenProcessPool(DIED)
                 value = item.result()
             except BrokenProcessPool:
                 error = error or WriterDied(DIED)
@@ -150,6 +197,8 @@ class Writer:
                         if logger.isEnabledFor(record.levelno):
                             logger.handle(record)
             results.append(value)
+        with self.lock:
+            self.backlog.clear()  # only when its process died: never to be written
         if error is not None:
             raise error
         return results
@@ -167,22 +216,24 @@ class Writer:
         self.close()
 
 
-def _help(pending: list[Future | _Done], calls: dict[int, tuple[Callable, tuple]]) -> None:
-    """Write here the jobs of ``pending`` the writer process has not started, from the
-    last back, while it is busy with an earlier one (it takes them in order; an idle
-    writer, its figures drawn before, writes the next one sooner), each replaced by its
-    result; their log records are emitted here, as they are made."""
-    for index in range(len(pending) - 1, -1, -1):
-        item = pending[index]
-        if all(earlier.done() for earlier in pending[:index]):  # the writer is free for it
-            return
-        if not isinstance(item, Future) or not item.cancel():  # started, and every earlier one
-            return
-        fn, args = calls[id(item)]
+class _Job:
+    """A job handed to a ``Writer``, and where it went: to the writer process
+    (``future``), or written here (``done``)."""
+
+    def __init__(self, fn: Callable, args: tuple) -> None:
+        self.fn, self.args = fn, args
+        self.future: Future | None = None
+        self.done: _Done | None = None
+
+    @property
+    def outcome(self) -> Future | _Done | None:
+        return self.done if self.done is not None else self.future
+
+    def run_here(self) -> None:
         try:
-            pending[index] = _Done(fn(*args), None)
+            self.done = _Done(self.fn(*self.args), None)
         except Exception as e:
-            pending[index] = _Done(None, e)
+            self.done = _Done(None, e)
 
 
 DIED = (

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -652,3 +653,34 @@ def test_while_it_waits_the_launching_process_writes_what_the_writer_has_not_sta
     here = [i for i, pid in done if pid == os.getpid()]
     assert there and here and there == list(range(len(there)))
     assert alone[1] != os.getpid()
+
+
+def test_a_writer_killed_while_the_launching_process_helps_ends_in_one_error_and_exits():
+    """The writer process killed while the launching process writes the backlog's jobs
+    (``Writer.results``): ``WriterDied`` once, and the process then exits. (Taking jobs
+    back from the process pool with ``Future.cancel`` made Python 3.11's pool clean-up
+    fail on them when its process died, and the exit hung for good.)"""
+    code = textwrap.dedent(
+        """
+        import os, signal, threading
+        from regexp import writer
+        from tests.test_faults import _slow_pid
+
+        folders = writer.Writer(processes=1)
+        folders.submit(_slow_pid, 0)
+        folders.results()  # the writer process is up
+        for i in range(12):
+            folders.submit(_slow_pid, i)
+        (pid,) = folders.pool._processes
+        threading.Timer(0.8, os.kill, (pid, signal.SIGKILL)).start()
+        try:
+            folders.results()
+        except writer.WriterDied as e:
+            print("died:", e, flush=True)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("died: the writer process ended abruptly"), done.stdout
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]

@@ -241,3 +241,47 @@ def test_processes_logging_one_sweep_agree_on_one_parent(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
     assert [r.info.run_id for r in runs] == [ids[0]] and set(ids) == {ids[0]}
     assert runs[0].info.run_name == "sweep" and runs[0].data.tags["regexp.sweep"] == str(sweep)
+
+
+# Each process waits for the go file, then logs one job of a sweep to a store not made yet.
+_FIRST = """
+import sys, time
+from pathlib import Path
+import pandas as pd
+from omegaconf import OmegaConf
+from regexp.tracking import log_mlflow
+uri, sweep, go, name = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+cfg = OmegaConf.create({"seed": 0, "tracking": {"uri": uri, "experiment": "first",
+                        "artifacts": str(sweep.parent / "artifacts")}})
+run = sweep / name
+run.mkdir()
+history = pd.DataFrame({"epoch": [1, 2], "loss": [0.5, 0.4]})
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.005)
+print(log_mlflow(run, cfg, history, {"status": "completed", "engine": "fused"}, sweep))
+"""
+
+
+def test_processes_logging_a_sweeps_first_jobs_make_the_store_once(tmp_path):
+    """Two processes write a sweep's folders at once (the writer, and the launching
+    process at the end): the first jobs logged to a new MLflow database must not race
+    to make its tables (``table ... already exists``: that job missing from MLflow)."""
+    from mlflow.tracking import MlflowClient
+
+    uri, sweep, go = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "sweep", tmp_path / "go"
+    sweep.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    racers = [subprocess.Popen([sys.executable, "-c", _FIRST, uri, str(sweep), str(go),
+                                f"job{i}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+              for i in range(4)]  # fmt: skip
+    for racer in racers:
+        assert racer.stdout.readline().strip() == "ready"
+    go.touch()
+    done = [racer.communicate(timeout=180) for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers), [err[-800:] for _, err in done]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("first").experiment_id])
+    children = {r.info.run_name for r in runs if "mlflow.parentRunId" in r.data.tags}
+    assert children == {f"job{i}" for i in range(4)}
