@@ -41,6 +41,7 @@ from regexp.training import (
     Job,
     Stopping,
     first_non_finite,
+    interrupts_deferred,
     train_in_chunks,
     truncate,
 )
@@ -195,7 +196,7 @@ def fit_compiled(jobs: Sequence[Job], lead: str = "") -> list[History]:
         tf.while_loop(more, lambda e: epoch_body(order, e), (tf.constant(0),),
                       maximum_iterations=count)  # fmt: skip
 
-    with phase("trace"):  # the one trace, before the first chunk
+    with phase("trace"), interrupts_deferred():  # the one trace, before the first chunk
         run.get_concrete_function()
     progress = Epochs(trainer, epochs, lead=lead)
     job.snapshot(0, model.get_weights)

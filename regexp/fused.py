@@ -54,6 +54,7 @@ from regexp.training import (
     Job,
     Stopping,
     first_non_finite,
+    interrupts_deferred,
     train_in_chunks,
 )
 
@@ -186,7 +187,7 @@ def fit_members(jobs: Sequence[Job], lead: str = "") -> list[History]:
         tf.while_loop(more, lambda e: epoch_body(order, e), (tf.constant(0),))
         return tf.constant(0)
 
-    with phase("trace"):  # the one trace, before the first chunk
+    with phase("trace"), interrupts_deferred():  # the one trace, before the first chunk
         run.get_concrete_function()
 
     def train(start: int, stop: int) -> None:

@@ -20,8 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +38,7 @@ from regexp.engines import ENGINES, SINGLE
 from regexp.errors import UserError
 from regexp.keys import GROUP, essential, run_name
 from regexp.plan import LayerPlan
-from regexp.training import History, Job, outcome, truncate
+from regexp.training import History, Job, interrupts_deferred, outcome, truncate
 
 log = logging.getLogger("regexp.run")
 
@@ -135,25 +133,6 @@ def to_train(
 ) -> list[list[Planned]]:
     """The groups that hold at least one job still to train."""
     return [g for g in all_groups if any(job in pending for job in g)]
-
-
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Ctrl-C or SIGTERM while trained runs are written takes effect after the last one
-    (as KeyboardInterrupt): a trained run is never lost to an interrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum))
-             for s in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if received:
-        raise KeyboardInterrupt
 
 
 def prepare(

@@ -13,8 +13,11 @@ Importing this module does not import TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -88,6 +91,28 @@ class Job:
         """Keep ``weights()`` as the weights after ``epoch``, if TensorBoard wants them."""
         if self.wants_snapshots:
             self.snapshots.append((epoch, weights()))
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C or SIGTERM in the block takes effect after it (as KeyboardInterrupt): while
+    trained runs are written, after the last one (a trained run is never lost to an
+    interrupt); while an engine traces its graph, after the trace (TensorFlow's tracing
+    calls back into Python from C++, and an interrupt raised there came out as a
+    ``SystemError``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum))
+             for s in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise KeyboardInterrupt
 
 
 class BatchOrders:

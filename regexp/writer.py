@@ -14,7 +14,7 @@ start-up and the three processes on two cores cost more than it saved.)
 The folder contract holds either way: ``metrics.json`` is written last and atomically,
 so a folder whose writer was stopped never looks complete. The writer process ignores
 Ctrl-C and SIGTERM: the launching process decides. It waits for every job it handed
-over before it stops (``results`` under ``pipeline.interrupts_deferred``), so an
+over before it stops (``results`` under ``training.interrupts_deferred``), so an
 interrupt finishes every trained job; a killed launching process ends its writer too
 (its pipe closes), and a folder being written then stays unfinished.
 

@@ -586,17 +586,20 @@ def test_a_failed_job_fails_the_sweep_whatever_its_folder_is_called(tmp_path, ca
     assert "1 of 2 runs did not complete: job1 diverged" in capsys.readouterr().err
 
 
-def test_a_killed_writer_is_one_line_and_leaves_its_jobs_unfinished(tmp_path):
-    """The writer process killed mid-sweep (as the OOM killer would): the launching
-    process says so in one line and exits 1; no folder looks complete that is not, and
-    resume= completes the sweep."""
+@pytest.mark.parametrize("when, written, epochs", [("writing", 1, 30), ("training", 2, 300)])
+def test_a_killed_writer_is_one_line_and_leaves_its_jobs_unfinished(tmp_path, when, written,
+                                                                     epochs):  # fmt: skip
+    """The writer process killed mid-sweep (as the OOM killer would), while it writes the
+    first group's folders, or idle while the second group trains (its next job then finds
+    it dead): the launching process says so in one line and exits 1; no folder looks
+    complete that is not, and resume= completes the sweep."""
     sweep = tmp_path / "sweep"
-    args = ["-m", "seed=0,1,2,3,4,5", "trainer.epochs=30", "hydra.launcher.max_members=2"]
+    args = ["-m", "seed=0,1,2,3,4,5", f"trainer.epochs={epochs}", "hydra.launcher.max_members=2"]
     proc = subprocess.Popen([sys.executable, "-m", "regexp", "run", *args,
                              f"hydra.sweep.dir={sweep}"], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
     deadline = time.time() + 240
-    while not list(sweep.glob("*/metrics.json")) and time.time() < deadline:
+    while len(list(sweep.glob("*/metrics.json"))) < written and time.time() < deadline:
         time.sleep(0.05)
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
     writers = [int(pid) for pid in children.stdout.split()
