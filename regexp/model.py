@@ -145,7 +145,7 @@ def network_key(plans: Sequence[LayerPlan], mode: str, seed: int) -> str | None:
     """Models that ``build_model`` builds alike, initial weights and all, under ``seed``:
     the plans but for their penalties' values (which draw no random numbers: the layers
     are the same whichever they are), the mode and the seed. Fused members with equal
-    keys share one Keras model (``training.Network``), given each member's penalties in
+    keys share one Keras model (``Network``), given each member's penalties in
     turn by ``set_penalties``. None when a penalty is a user's class (``_target_``),
     whose check may draw random numbers: such a model is its job's own."""
     plain = []
