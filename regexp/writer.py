@@ -16,7 +16,7 @@ so a folder whose writer was stopped never looks complete. The writer process ig
 Ctrl-C and SIGTERM: the launching process decides. It waits for every job it handed
 over before it stops (``results`` under ``training.interrupts_deferred``), so an
 interrupt finishes every trained job; a killed launching process ends its writer too
-(its pipe closes), and a folder being written then stays unfinished.
+(within a second: ``_orphaned``), and a folder being written then stays unfinished.
 
 Log records a job's writing emits in the writer process come back with its result, to
 be handled here (``results(replay=True)``) as if they had been emitted here. The
@@ -32,6 +32,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 import types
 from collections import deque
 from collections.abc import Callable
@@ -297,6 +299,17 @@ def _start(level: int, initializer: Callable | None, initargs: tuple) -> None:
     if initializer is not None:
         initializer(*initargs)
     atexit.register(_leave)
+    threading.Thread(target=_orphaned, args=(os.getppid(),), daemon=True).start()
+
+
+def _orphaned(parent: int) -> None:
+    """End this writer process within a second of the launching process's end: a killed
+    one closes nothing this process would notice (it holds both ends of the queue it
+    reads), so it would wait for jobs for ever. A folder it was writing stays
+    unfinished (no ``metrics.json``)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def leave(code: int) -> NoReturn:

@@ -248,9 +248,24 @@ def test_a_killed_run_has_no_metrics(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     assert _wait_for(lambda: (run_dir / "regexp.log").exists()
                      and "epoch 500/5000" in (run_dir / "regexp.log").read_text())  # fmt: skip
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    writers = [int(pid) for pid in children.stdout.split()
+               if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]  # fmt: skip
+    assert len(writers) == 1, children.stdout
     proc.kill()
     proc.wait(timeout=30)
     assert (run_dir / "config.yaml").exists() and not (run_dir / "metrics.json").exists()
+    # its writer process does not outlive it (it would wait for jobs for ever)
+    assert _wait_for(lambda: _ended(writers[0]), seconds=15)
+
+
+def _ended(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie nobody reaped has)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
 
 
 SWEEP = ["experiment=b4_l1_activity", "reg=l1_activity,l2_activity", "seed=0,1,2",
