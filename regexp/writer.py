@@ -77,8 +77,6 @@ class Writer:
     def __init__(
         self, processes: int = 1, initializer: Callable | None = None, initargs: tuple = ()
     ) -> None:
-        import threading
-
         self.processes = processes
         self.pending: list[_Job] = []  # every job since the last ``results``, in order
         self.backlog: deque[_Job] = deque()  # not yet handed to the writer process
