@@ -48,12 +48,13 @@ from hydra.core.utils import (
     JobStatus,
     configure_log,
     filter_overrides,
-    run_job,
     setup_globals,
 )
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict, read_write
+
+from regexp.hydra_jobs import Ahead
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,7 @@ def start_writing(folders: Any, hydra_context: HydraContext) -> None:
 
 def _writing_for(hydra_context: HydraContext, instances: dict, cwd: str) -> None:
     global _context
+    _ahead.clear()  # an earlier sweep's, never written (interrupted, or written there)
     if _context is not hydra_context:  # a writer process: Hydra's state as it was here
         from regexp.compose import register_resolvers
 
@@ -215,6 +217,22 @@ def _writing_for(hydra_context: HydraContext, instances: dict, cwd: str) -> None
 
 
 _context: HydraContext | None = None  # the writer's: set by start_writing
+_ahead: dict[int, Ahead] = {}  # the writer's: jobs whose run_job is half done, by number
+
+
+def jobs_ahead(jobs: list[tuple[int, DictConfig]]) -> None:
+    """In the writer, while the jobs train: the part of Hydra's ``run_job`` that needs
+    only their configs (``hydra_jobs.Ahead``). A job whose part fails here is done
+    whole when it is written, where the error is reported."""
+    assert _context is not None, "start_writing first"
+    for num, sweep_config in jobs:
+        try:
+            _ahead[num] = Ahead(_context, sweep_config, *JOB_DIR_KEYS)
+        except Exception:
+            _ahead.pop(num, None)
+
+
+JOB_DIR_KEYS = ("hydra.sweep.dir", "hydra.sweep.subdir")
 
 
 def train_group(folders: Any, group: list[_Job], lead: str = "") -> bool:
@@ -226,6 +244,7 @@ def train_group(folders: Any, group: list[_Job], lead: str = "") -> bool:
     """
     from regexp import pipeline
 
+    folders.ahead(jobs_ahead, [(job.num, job.sweep_config) for job in group if not job.done])
     trained = pipeline.train([job.planned for job in group], lead, folders)
     with pipeline.interrupts_deferred():
         for index, job in enumerate(group):
@@ -236,18 +255,13 @@ def train_group(folders: Any, group: list[_Job], lead: str = "") -> bool:
 
 
 def write_job(num: int, sweep_config: DictConfig, finished: Any) -> tuple[int, JobReturn]:
-    """Write a finished job's folder through Hydra's ``run_job``, in the writer."""
+    """Write a finished job's folder through Hydra's ``run_job``, in the writer: its
+    second step when ``jobs_ahead`` did the first here, else both."""
     from regexp.pipeline import write_folder
 
     assert _context is not None, "start_writing first"
-    returned = run_job(
-        hydra_context=_context,
-        task_function=lambda cfg: write_folder(finished),
-        config=sweep_config,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )
-    return num, returned
+    ahead = _ahead.pop(num, None) or Ahead(_context, sweep_config, *JOB_DIR_KEYS)
+    return num, ahead.run(lambda cfg: write_folder(finished))
 
 
 def collect(folders: Any) -> tuple[dict[int, JobReturn], tuple[str, str, str] | None]:

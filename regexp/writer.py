@@ -28,6 +28,7 @@ Importing this module does not import TensorFlow, and neither does the writer pr
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -81,6 +82,7 @@ class Writer:
         self.pending: list[_Job] = []  # every job since the last ``results``, in order
         self.backlog: deque[_Job] = deque()  # not yet handed to the writer process
         self.held: set[Future] = set()  # the writer process's, unfinished
+        self.preparing: list[Future] = []  # what ``ahead`` handed it
         self.lock = threading.Condition(threading.RLock())  # futures call back meanwhile
         self.pool = None
         if processes > 0:
@@ -137,7 +139,12 @@ class Writer:
     def _help(self) -> None:
         """Write here, last first, the backlog's jobs while the writer process is busy
         with others (an idle one, its figures drawn before, takes the next one sooner);
-        their log records are emitted here, as they are made."""
+        their log records are emitted here, as they are made. Not before the writer
+        process has done what ``ahead`` gave it, which may touch the same folders."""
+        for future in self.preparing:
+            with contextlib.suppress(Exception):
+                future.result()
+        self.preparing = []
         while True:
             with self.lock:
                 if not self.backlog or not self.held:
@@ -147,10 +154,11 @@ class Writer:
 
     def ahead(self, fn: Callable, *args: Any) -> None:
         """Have the writer process call ``fn(*args)`` now, while it waits for the jobs:
-        work that makes them quicker to write (``figures_ahead``). Neither waited for nor
-        returned; nothing when writing here."""
+        work that makes them quicker to write (``figures_ahead``, ``launcher.jobs_ahead``).
+        Its result and errors are dropped; nothing when writing here."""
         if self.pool is not None and not self.broken():
-            self.pool.submit(fn, *args)
+            with contextlib.suppress(BrokenProcessPool, RuntimeError):  # it died meanwhile
+                self.preparing.append(self.pool.submit(fn, *args))
 
     def broken(self) -> bool:
         """Whether its process has died (the next use starts another)."""
