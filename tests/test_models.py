@@ -447,3 +447,29 @@ def test_a_second_save_reuses_what_keras_worked_out_for_the_first(tmp_path, monk
     a, b = (load_model(tmp_path / d) for d in "ab")
     for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_with_validation_on_the_test_split_its_numbers_are_computed_once_and_the_same(runs):
+    """``dataset.val_size=0``: ``evaluate`` copies the validation numbers to the test
+    split; they are what calling the model on the test split gives."""
+    import dataclasses
+
+    from regexp.saved import evaluate
+
+    data = _data(runs["csv"], "dataset.val_size=0")
+    assert data.val_is_test
+    model = load_model(runs["csv"])
+    calls = []
+
+    class Counted:  # the model, its calls counted
+        def __call__(self, x, **kwargs):
+            calls.append(len(x))
+            return model(x, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+    once = evaluate(Counted(), data)
+    assert calls == [len(data.x_train), len(data.x_val)]
+    apart = evaluate(model, dataclasses.replace(data, val_is_test=False))
+    assert once == apart and once["test"]["n"] == len(data.x_test)
