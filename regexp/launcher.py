@@ -31,13 +31,11 @@ subclasses of the ones here and registers their configs.
 from __future__ import annotations
 
 import copy
-import gc
 import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +78,14 @@ class FusedLauncherBase(Launcher):
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
+        from regexp.training import collector_paused
+
+        with collector_paused():  # its passes while groups train, not around them
+            return self._launch(job_overrides, initial_job_idx)
+
+    def _launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
         from regexp import pipeline
         from regexp.errors import UserError
         from regexp.sweep_configs import SweepComposer
@@ -94,7 +100,7 @@ class FusedLauncherBase(Launcher):
         jobs: list[_Job] = []
         composer = SweepComposer(self.hydra_context.config_loader, self.config)
         # each job composed once, planned (validated), then claimed
-        with phase("compose"), _collector_paused():
+        with phase("compose"):
             for num, overrides in enumerate(job_overrides, start=initial_job_idx):
                 log.info("\t#%d : %s", num, " ".join(filter_overrides(overrides)))
                 sweep_config = self._compose(composer, num, list(overrides))
@@ -566,20 +572,6 @@ def _skipped(job: _Job) -> JobReturn:
         status=JobStatus.COMPLETED,
         _return_value=None,
     )
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector paused while a sweep's jobs are composed: each job's
-    config is kept, and every pass would walk all those kept so far again (at 1,000 jobs
-    that doubled the composing time). Their garbage is collected after."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _task_config(sweep_config: DictConfig) -> DictConfig:

@@ -18,6 +18,13 @@ over before it stops (``results`` under ``training.interrupts_deferred``), so an
 interrupt finishes every trained job; a killed launching process ends its writer too
 (within a second: ``_orphaned``), and a folder being written then stays unfinished.
 
+Work that needs no trained job is handed over ahead (``ahead``), while the jobs train:
+drawing each kind of figure once, and the config-only half of each job's ``run_job``
+(``launcher.jobs_ahead``). The writer process makes no automatic pass of Python's cycle
+collector: what it imported at start-up is frozen out of the collector's sight, and a
+pass follows each piece of work ahead, or a job when ``training.PRESSURE`` objects
+have been made since the last pass, so its passes fall while the jobs train.
+
 Log records a job's writing emits in the writer process come back with its result, to
 be handled here (``results(replay=True)``) as if they had been emitted here. The
 writer's time per phase (``regexp.timing``) comes back too, added to this process's.
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -43,6 +51,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, NoReturn
 
 from regexp import timing
+from regexp.training import collect_when_pressed
 
 PROCESSES = 1  # one writer process; 0 writes in the process that trained (tests, debugging)
 _shared: Writer | None = None
@@ -158,7 +167,7 @@ class Writer:
         Its result and errors are dropped; nothing when writing here."""
         if self.pool is not None and not self.broken():
             with contextlib.suppress(BrokenProcessPool, RuntimeError):  # it died meanwhile
-                self.preparing.append(self.pool.submit(fn, *args))
+                self.preparing.append(self.pool.submit(_ahead, fn, *args))
 
     def broken(self) -> bool:
         """Whether its process has died (the next use starts another)."""
@@ -305,6 +314,10 @@ def _start(level: int, initializer: Callable | None, initargs: tuple) -> None:
     if initializer is not None:
         initializer(*initargs)
     atexit.register(_leave)
+    # what it imported and drew stays: out of the collector's sight; and no automatic
+    # pass while it writes (``_ahead`` and ``_call`` run them, see there)
+    gc.freeze()
+    gc.disable()
     threading.Thread(target=_orphaned, args=(os.getppid(),), daemon=True).start()
 
 
@@ -351,6 +364,15 @@ def _ready() -> None:
     return None
 
 
+def _ahead(fn: Callable, *args: Any) -> None:
+    """``Writer.ahead``'s work in the writer process, then a pass of the cycle collector:
+    while the jobs train, so not while it writes them."""
+    try:
+        fn(*args)
+    finally:
+        gc.collect()
+
+
 def _call(fn: Callable, *args: Any) -> tuple[Any, list[logging.LogRecord], dict[str, float]]:
     """``fn(*args)``, with the log records it emitted and the time it spent by phase."""
     handler = _Records()
@@ -360,4 +382,5 @@ def _call(fn: Callable, *args: Any) -> tuple[Any, list[logging.LogRecord], dict[
         value = fn(*args)
     finally:
         root.removeHandler(handler)
+        collect_when_pressed()  # the passes between ``_ahead``'s, for a long backlog
     return value, handler.records, timing.take()
