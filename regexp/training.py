@@ -353,27 +353,32 @@ class Stopping:
 
 
 _paused = 0  # collector_paused blocks entered and not left
+_last_pass = 0.0  # seconds the last pass aside took, in this collector_paused block
 
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """Python's cycle collector kept out of the block: no automatic pass in it, one pass
-    instead while an engine trains (``train_in_chunks``). A full pass walks every object
-    a sweep keeps (its configs, models and graphs): two or three passes of 0.1 to 0.3 s
-    landed in a 50-job sweep's composing, tracing and writing."""
-    global _paused
+    instead while each engine trains (``train_in_chunks``), as long as a pass fits beside
+    a chunk of training; once one does not (a sweep that keeps thousands of configs),
+    the automatic collector resumes for the rest of the block. A full pass walks every
+    object a sweep keeps (its configs, models and graphs): in a 50-job sweep, two or
+    three passes of 0.1 to 0.4 s landed in its composing, tracing and writing."""
+    global _paused, _last_pass
     enabled = gc.isenabled()
+    if not _paused:
+        _last_pass = 0.0
     gc.disable()
     _paused += 1
     try:
         yield
     finally:
         _paused -= 1
-        if enabled and not _paused:
-            gc.enable()
+        if not _paused:
+            (gc.enable if enabled else gc.disable)()
 
 
-COLLECT_AFTER = 0.1  # seconds: a chunk at least this long hides a collector's pass
+COLLECT_AFTER = 0.1  # seconds: a first chunk shorter than this hides no pass
 PRESSURE = 200_000  # objects made since the last pass: collect after a short training
 
 
@@ -386,11 +391,15 @@ def collect_when_pressed() -> None:
 
 def _collect_aside() -> threading.Thread:
     """A collector's pass in a thread, once the graph runs (TensorFlow runs it in C++,
-    without the interpreter's lock): the pass costs the training nothing."""
+    without the interpreter's lock), so that it costs the training little: the main
+    thread waits only if the chunk ends before the pass does."""
 
     def collect() -> None:
+        global _last_pass
         time.sleep(0.02)  # the chunk's graph call has let go of the lock by then
+        start = time.perf_counter()
         gc.collect()
+        _last_pass = time.perf_counter() - start
 
     thread = threading.Thread(target=collect, name="regexp-collector", daemon=True)
     thread.start()
@@ -403,21 +412,27 @@ def train_in_chunks(run, stops: ChunkStops, after_chunk) -> int:
     must stop (divergence, early stopping), else None. Ctrl-C or SIGTERM ends it too.
     Returns the epochs that stand.
 
-    In a ``collector_paused`` block, the cycle collector's pass runs in a thread during
-    the second chunk when the first took ``COLLECT_AFTER`` or more (its graph call runs
-    without the interpreter's lock), else after the training if ``PRESSURE`` says so.
+    In a ``collector_paused`` block with the automatic collector off, the collector's
+    pass runs in a thread during the second chunk (its graph call runs without the
+    interpreter's lock) when the first chunk took ``COLLECT_AFTER`` or more and the last
+    such pass at most twice as long; when that pass took longer, the automatic collector
+    resumes. Without a pass aside, one is run after the training if ``PRESSURE`` says so.
     """
     done = 0
     collecting = None  # in a collector_paused block: its pass, during the second chunk
-    long_enough = False  # the first chunk took COLLECT_AFTER or more
+    first = 0.0  # the first chunk's seconds
     try:
         for chunk, stop in enumerate(stops):
             start = done
             began = time.perf_counter()
-            if chunk == 1 and _paused and long_enough:
-                collecting = _collect_aside()
+            if chunk == 1 and _paused and not gc.isenabled() and first >= COLLECT_AFTER:
+                if _last_pass <= 2 * first:
+                    collecting = _collect_aside()
+                else:  # passes no longer fit beside the training
+                    gc.enable()
             run(start, stop)
-            long_enough = long_enough or time.perf_counter() - began >= COLLECT_AFTER
+            if chunk == 0:
+                first = time.perf_counter() - began
             done = stop
             stand = after_chunk(start, stop)
             if stand is not None:
@@ -427,6 +442,6 @@ def train_in_chunks(run, stops: ChunkStops, after_chunk) -> int:
     finally:
         if collecting is not None:
             collecting.join()
-        elif _paused:
+        elif _paused and not gc.isenabled():
             collect_when_pressed()
     return done

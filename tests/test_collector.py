@@ -38,8 +38,21 @@ def test_in_a_paused_block_the_pass_runs_aside_while_training():
         assert freed == []  # no automatic pass
         assert _chunks(training.COLLECT_AFTER + 0.05) == 3
         assert freed == ["regexp-collector"]  # freed in the thread, by the time it returns
-        assert not gc.isenabled()
+        assert not gc.isenabled() and training._last_pass > 0
     assert gc.isenabled() == enabled
+
+
+def test_when_a_pass_no_longer_fits_beside_a_chunk_the_automatic_collector_resumes(
+    monkeypatch,
+):
+    freed: list[str] = []
+    with collector_paused():
+        monkeypatch.setattr(training, "_last_pass", 3 * (training.COLLECT_AFTER + 0.05))
+        _Cycle(freed)
+        _chunks(training.COLLECT_AFTER + 0.05)
+        assert freed == [] and gc.isenabled()  # no pass aside; the collector's own again
+        gc.disable()  # as another group's composing might have it: restored on leaving
+    assert gc.isenabled()
 
 
 def test_short_chunks_leave_the_pass_to_pressure(monkeypatch):
