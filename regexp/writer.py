@@ -102,7 +102,12 @@ class Writer:
                 max_workers=processes,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start,
-                initargs=(logging.getLogger().getEffectiveLevel(), initializer, initargs),
+                initargs=(
+                    os.getpid(),
+                    logging.getLogger().getEffectiveLevel(),
+                    initializer,
+                    initargs,
+                ),
             )
             # start it now, so that its imports overlap this process's; without the
             # caller's __main__, which spawn would run again in it (a user's script
@@ -297,8 +302,10 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-def _start(level: int, initializer: Callable | None, initargs: tuple) -> None:
-    # the launching process decides when to stop, and waits for its writer
+def _start(parent: int, level: int, initializer: Callable | None, initargs: tuple) -> None:
+    # the launching process decides when to stop, and waits for its writer; one killed
+    # before this process has started up ends it too
+    threading.Thread(target=_orphaned, args=(parent,), daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.getLogger().setLevel(level)  # records the launching process would handle
@@ -318,7 +325,6 @@ def _start(level: int, initializer: Callable | None, initargs: tuple) -> None:
     # pass while it writes (``_ahead`` and ``_call`` run them, see there)
     gc.freeze()
     gc.disable()
-    threading.Thread(target=_orphaned, args=(os.getppid(),), daemon=True).start()
 
 
 def _orphaned(parent: int) -> None:

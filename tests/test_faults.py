@@ -259,6 +259,21 @@ def test_a_killed_run_has_no_metrics(tmp_path):
     assert _wait_for(lambda: _ended(writers[0]), seconds=15)
 
 
+def test_a_launching_process_killed_while_its_writer_starts_up_ends_it_too():
+    """Killed before its writer process has finished starting up (imports, the first
+    figure), the launching process still takes its writer with it."""
+    script = ("import os, sys\n"
+              "from regexp.writer import Writer\n"
+              "w = Writer(1)\n"
+              "print(*w.pool._processes, flush=True)\n"
+              "os.kill(os.getpid(), 9)\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == -9
+    (writer,) = [int(pid) for pid in done.stdout.split()]
+    assert _wait_for(lambda: _ended(writer), seconds=15)
+
+
 def _ended(pid: int) -> bool:
     """Whether process ``pid`` has ended (a zombie nobody reaped has)."""
     try:
