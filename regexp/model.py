@@ -274,22 +274,47 @@ def penalty_after_call(model: keras.Model, penalties: Penalties) -> float:
 _PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # by model: its probes
 
 
+class Probe:
+    """The model called through its own layers with each hidden layer's output kept:
+    ``probe(x)`` returns what ``model(x, training=False)`` returns, the same numbers
+    from the same layers in the same order, and leaves in ``post`` each hidden layer's
+    output after its activation (before a ``post`` batch normalization, noise and
+    dropout), and in ``acts`` the tensor each activity penalty saw (the Dense output,
+    before the activation for ``pre``), as NumPy arrays. The layers' activity
+    penalties (``model.losses``) are those of that call, as after ``model(x)``.
+
+    So the final metrics and the activations of the test split come from one call
+    (``saved.evaluate``'s ``probe``)."""
+
+    def __init__(self, model: keras.Model, plans: Sequence[LayerPlan]) -> None:
+        self.hidden = [p for p in plans if p.units is not None]
+        after = [f"{p.name}_act" if p.split else p.name for p in self.hidden]
+        seen = [p.name if p.position == "pre" else a
+                for p, a in zip(self.hidden, after, strict=True)
+                if p.activity is not None]  # fmt: skip
+        self.watched = [p.name for p in self.hidden if p.activity is not None]
+        probes = _PROBES.setdefault(model, {})  # a model shared by fused members: built once
+        names = tuple(after + seen)
+        if names not in probes:
+            outputs = [model.output] + [model.get_layer(n).output for n in names]
+            probes[names] = keras.Model(model.input, outputs)
+        self.model = probes[names]
+        self.post: dict[str, np.ndarray] = {}
+        self.acts: dict[str, np.ndarray] = {}
+
+    def __call__(self, x: np.ndarray, training: bool = False):
+        output, *values = self.model(x, training=training)
+        values = [np.asarray(v) for v in values]
+        count = len(self.hidden)
+        self.post = {p.name: v for p, v in zip(self.hidden, values[:count], strict=True)}
+        self.acts = dict(zip(self.watched, values[count:], strict=True))
+        return output
+
+
 def layer_outputs(
     model: keras.Model, plans: Sequence[LayerPlan], x: np.ndarray
 ) -> tuple[dict, dict]:
-    """On inputs ``x``: each hidden layer's output after its activation (before a
-    ``post`` batch normalization, noise and dropout), and the tensor each activity
-    penalty sees (the Dense output, before the activation for ``pre``)."""
-    hidden = [p for p in plans if p.units is not None]
-    after = [f"{p.name}_act" if p.split else p.name for p in hidden]
-    seen = [p.name if p.position == "pre" else a
-            for p, a in zip(hidden, after, strict=True) if p.activity is not None]  # fmt: skip
-    probes = _PROBES.setdefault(model, {})  # a model shared by fused members: built once
-    names = tuple(after + seen)
-    if names not in probes:
-        probes[names] = keras.Model(model.input, [model.get_layer(n).output for n in names])
-    outputs = probes[names](x, training=False)  # one output comes back bare, not in a list
-    values = [np.asarray(v) for v in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
-    post = {p.name: v for p, v in zip(hidden, values[: len(hidden)], strict=True)}
-    names = [p.name for p in hidden if p.activity is not None]
-    return post, dict(zip(names, values[len(hidden) :], strict=True))
+    """On inputs ``x``: ``Probe``'s ``post`` and ``acts``."""
+    probe = Probe(model, plans)
+    probe(x)
+    return probe.post, probe.acts

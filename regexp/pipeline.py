@@ -322,7 +322,7 @@ def finish(
     final metrics are those of the weights it ended with (the best epoch's with
     ``restore_best``).
     """
-    from regexp.model import layer_outputs
+    from regexp.model import Probe
 
     cfg, data, model = job.cfg, job.data, job.model
     status, bad_epoch = outcome(history, int(cfg.trainer.epochs), job.stopped_epoch)
@@ -356,8 +356,9 @@ def finish(
         return done
 
     with timing.phase("evaluate"):
-        final = saved.evaluate(model, data, job.loss_penalties)  # accuracy, data_loss, ...
-        done.post, done.acts = layer_outputs(model, job.plans, data.x_test)
+        probe = Probe(model, job.plans)  # the test split's activations, from its call
+        final = saved.evaluate(model, data, job.loss_penalties, probe)  # accuracy, ...
+        done.post, done.acts = probe.post, probe.acts
         try:  # model.keras, model_best.keras, preprocess.json: before metrics.json
             saved.save(job, run_dir)
         except OSError:

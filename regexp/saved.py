@@ -32,7 +32,7 @@ import json
 import math
 import sys
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +53,18 @@ SPLITS = ("train", "val", "test")
 # --- the final numbers ---------------------------------------------------------------
 
 
-def evaluate(model, data: Dataset, penalties: Sequence = ()) -> dict[str, dict[str, Any]]:
+def evaluate(
+    model, data: Dataset, penalties: Sequence = (), probe: Callable | None = None
+) -> dict[str, dict[str, Any]]:
     """Per split, the numbers of ``metrics.json``: the task's scores in NumPy from the
     model's outputs (``Task.final``: accuracy and data loss; or R², MAE and data loss),
     ``penalty`` (``model.total_penalty``: the split as one batch), ``total_loss`` = data
     loss + penalty, and ``n``. ``penalties`` are ``reg.mode=loss``'s (variable,
     regularizer) pairs. With ``data.val_is_test`` the test split's numbers are the
-    validation split's: the same rows, so the same numbers, computed once."""
+    validation split's: the same rows, so the same numbers, computed once.
+
+    ``probe`` (a ``model.Probe``) calls the model on the test split's rows in its stead,
+    keeping the hidden layers' outputs of that call."""
     from regexp.model import penalty_after_call
 
     task = tasks.of(data)
@@ -69,7 +74,9 @@ def evaluate(model, data: Dataset, penalties: Sequence = ()) -> dict[str, dict[s
             final[split] = dict(final["val"])
             continue
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
-        scores = task.final(y, np.asarray(model(x, training=False)))
+        test_rows = split == "test" or (split == "val" and data.val_is_test)
+        call = probe if probe is not None and test_rows else model
+        scores = task.final(y, np.asarray(call(x, training=False)))
         penalty = penalty_after_call(model, list(penalties))  # on x, as one batch
         final[split] = {**scores, "penalty": penalty,
                         "total_loss": scores["data_loss"] + penalty, "n": len(x)}  # fmt: skip

@@ -473,3 +473,42 @@ def test_with_validation_on_the_test_split_its_numbers_are_computed_once_and_the
     assert calls == [len(data.x_train), len(data.x_val)]
     apart = evaluate(model, dataclasses.replace(data, val_is_test=False))
     assert once == apart and once["test"]["n"] == len(data.x_test)
+
+
+@pytest.mark.parametrize("val_size", ["0", "0.25"])
+def test_the_test_split_is_called_once_for_its_numbers_and_its_activations(runs, val_size):
+    """``finish`` gets the test split's final numbers and its layers' outputs from one
+    call (``model.Probe``): the numbers, penalties included, equal those of calling the
+    model itself, and the layers' outputs those of a call of their own, bit for bit;
+    the model itself is then called on the training split (and validation) only."""
+    from regexp.config import validate
+    from regexp.model import Probe, layer_outputs
+    from regexp.saved import evaluate
+
+    run = runs["member1"]  # L1 activity penalties, a Huber kernel penalty, dropout
+    plans = validate(OmegaConf.load(run / "config.yaml")).plans
+    data, model = _data(run, f"dataset.val_size={val_size}"), load_model(run)
+    assert data.val_is_test == (val_size == "0")
+    calls = []
+
+    class Counted:  # the model, its calls counted
+        def __call__(self, x, **kwargs):
+            calls.append(len(x))
+            return model(x, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+    probe = Probe(model, plans)
+    together = evaluate(Counted(), data, probe=probe)
+    alone = [len(data.x_train)] + ([] if data.val_is_test else [len(data.x_val)])
+    assert calls == alone
+    assert together == evaluate(model, data)
+    # the activity penalties are the call's: they differ from the training split's
+    assert together["test"]["penalty"] != together["train"]["penalty"]
+    post, acts = layer_outputs(model, plans, data.x_test)
+    assert sorted(probe.post) == sorted(post) and sorted(probe.acts) == sorted(acts) != []
+    for name in post:
+        np.testing.assert_array_equal(probe.post[name], post[name])
+    for name in acts:
+        np.testing.assert_array_equal(probe.acts[name], acts[name])
