@@ -365,9 +365,6 @@ def run(args: list[str]) -> int:
                                 folders)  # fmt: skip
         except UserError as e:
             raise SystemExit(_fail(e)) from None
-        except writer.WriterDied as e:  # not the input's fault: 1
-            _fail(e)
-            raise SystemExit(1) from None
 
     def terminate(signum, frame):
         raise KeyboardInterrupt

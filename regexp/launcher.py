@@ -161,7 +161,6 @@ class FusedLauncherBase(Launcher):
         failures = []
         folders = writer.shared()
         written = 0
-        died: writer.WriterDied | None = None
         try:
             start_writing(folders, self.hydra_context)
             for group in groups:
@@ -171,9 +170,6 @@ class FusedLauncherBase(Launcher):
                 except UserError as e:  # bad input only building could find; others go on
                     failures.append((_numbers(group), str(e), ""))
                     continue
-                except writer.WriterDied as e:  # said once, below
-                    died = e
-                    break
                 written += len(group)
                 configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
                 if interrupted:  # the group's folders say so; later groups never start
@@ -186,14 +182,8 @@ class FusedLauncherBase(Launcher):
             with interrupts_deferred():
                 try:
                     returns, error = collect(folders)
-                except writer.WriterDied as e:  # exit 1: not the input's fault
-                    every = [job for group in groups for job in group]
-                    returns, error = {}, (_numbers(every), str(e), "; resume= trains them")
                 finally:  # the jobs written here set up their own logging
                     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        if error is None and died is not None:  # it died between two groups' writing
-            left = [job for group in groups for job in group if job.num not in returns]
-            error = (_numbers(left), str(died), "; resume= trains them")
         if error is not None:
             failures.append(error)
         _fail_if_any(failures)

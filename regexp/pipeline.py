@@ -392,7 +392,9 @@ def finish(
 
 def write_folder(done: Finished) -> dict[str, Any]:
     """Write a finished job's folder, ``metrics.json`` last; its content. Needs no
-    TensorFlow: a writer process may call it (``regexp.writer``)."""
+    TensorFlow: a writer process may call it (``regexp.writer``). A ``metrics.json``
+    already there goes first (a folder written again, by the launching process after
+    its writer process died), so the folder never looks complete while it is written."""
     from regexp import plots
     from regexp.tracking import send
 
@@ -400,6 +402,7 @@ def write_folder(done: Finished) -> dict[str, Any]:
     title = record["name"]
     with cannot_write(run_dir):
         with timing.phase("write"):
+            (run_dir / rundir.METRICS).unlink(missing_ok=True)
             rundir.write_env(run_dir, done.env)
             rundir.write_text(run_dir, rundir.MODEL_SUMMARY, done.summary)
             frame = rundir.write_history(run_dir, done.history)

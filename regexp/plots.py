@@ -381,7 +381,8 @@ def scatter(x: np.ndarray, labels: np.ndarray, out: Path, title: str):
     digest = hashlib.sha1(x.tobytes() + labels.tobytes() + title.encode()).hexdigest()
     done = _scatters.get(digest)
     if done is not None and done.is_file():
-        shutil.copyfile(done, out)
+        if done.resolve() != Path(out).resolve():  # a folder written again holds it already
+            shutil.copyfile(done, out)
         return None
     fig = _run_figure(5, 5, left=0.16)  # room for the y label beside "−0.6" and the like
     ax = fig.add_subplot()

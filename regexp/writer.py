@@ -16,7 +16,11 @@ so a folder whose writer was stopped never looks complete. The writer process ig
 Ctrl-C and SIGTERM: the launching process decides. It waits for every job it handed
 over before it stops (``results`` under ``training.interrupts_deferred``), so an
 interrupt finishes every trained job; a killed launching process ends its writer too
-(within a second: ``_orphaned``), and a folder being written then stays unfinished.
+(within a second: ``_orphaned``), and a folder being written then stays unfinished. A
+writer process that dies (killed, or out of memory) loses nothing either: this process
+says so once and writes here every job it had not finished, the one it was writing
+included (``pipeline.write_folder`` takes a folder's ``metrics.json`` away before
+writing it again), and every job handed over after.
 
 Work that needs no trained job is handed over ahead (``ahead``), while the jobs train:
 drawing each kind of figure once, and the config-only half of each job's ``run_job``
@@ -92,6 +96,7 @@ class Writer:
         self.backlog: deque[_Job] = deque()  # not yet handed to the writer process
         self.held: set[Future] = set()  # the writer process's, unfinished
         self.preparing: list[Future] = []  # what ``ahead`` handed it
+        self.took_over = False  # whether its process died, and this one writes instead
         self.lock = threading.Condition(threading.RLock())  # futures call back meanwhile
         self.pool = None
         if processes > 0:
@@ -122,12 +127,10 @@ class Writer:
             initializer(*initargs)
 
     def submit(self, fn: Callable, *args: Any) -> None:
-        if self.pool is not None and self.broken():
-            raise WriterDied(DIED)
         job = _Job(fn, args)
         self.pending.append(job)
-        if self.pool is None:
-            job.run_here()
+        if self.pool is None or self.broken():
+            self._write_here(job)
             return
         with self.lock:
             self.backlog.append(job)
@@ -174,6 +177,14 @@ class Writer:
             with contextlib.suppress(BrokenProcessPool, RuntimeError):  # it died meanwhile
                 self.preparing.append(self.pool.submit(_ahead, fn, *args))
 
+    def _write_here(self, job: _Job) -> None:
+        """Write ``job`` here: writing here, or in place of a writer process that died
+        (said once)."""
+        if self.pool is not None and not self.took_over:
+            self.took_over = True
+            print(f"regexp: {DIED}", file=sys.stderr, flush=True)
+        job.run_here()
+
     def broken(self) -> bool:
         """Whether its process has died (the next use starts another)."""
         return self.pool is not None and getattr(self.pool, "_broken", False) is not False
@@ -182,8 +193,9 @@ class Writer:
         """The error of a job already written, if one failed (without waiting)."""
         for job in self.pending:
             item = job.outcome
-            if item is not None and item.done() and item.exception() is not None:
-                return item.exception()
+            if item is not None and item.done() and not _lost(item):
+                if item.exception() is not None:
+                    return item.exception()
         return None
 
     def results(self, replay: bool = False) -> list[Any]:
@@ -200,13 +212,11 @@ class Writer:
                 while job.outcome is None and not self.broken():
                     self.lock.wait(0.5)
             item = job.outcome
+            if item is None or _lost(item):  # never handed over, or lost with the process
+                self._write_here(job)
+                item = job.outcome
             try:
-                if item is None:  # the writer process died before it was handed over
-                    raise BrokenProcessPool(DIED)
                 value = item.result()
-            except BrokenProcessPool:
-                error = error or WriterDied(DIED)
-                continue
             except BaseException as e:  # the others are still waited for
                 error = error or e
                 continue
@@ -220,7 +230,7 @@ class Writer:
                             logger.handle(record)
             results.append(value)
         with self.lock:
-            self.backlog.clear()  # only when its process died: never to be written
+            self.backlog.clear()  # only when its process died: written here, above
         if error is not None:
             raise error
         return results
@@ -260,12 +270,13 @@ class _Job:
 
 DIED = (
     "the writer process ended abruptly (killed, or out of memory); the folders it had "
-    "not written are left unfinished (no metrics.json)"
+    "not written are written here"
 )
 
 
-class WriterDied(Exception):
-    """The writer process is gone: the jobs it had not written stay unfinished."""
+def _lost(item: Future | _Done) -> bool:
+    """Whether a job handed to the writer process was lost with it (waits for it)."""
+    return isinstance(item, Future) and isinstance(item.exception(), BrokenProcessPool)
 
 
 class _Done:

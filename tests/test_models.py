@@ -449,6 +449,20 @@ def test_a_second_save_reuses_what_keras_worked_out_for_the_first(tmp_path, monk
         np.testing.assert_array_equal(x, y)
 
 
+class Counted:
+    """A model, the length of the inputs of each of its calls kept in ``calls``."""
+
+    def __init__(self, model, calls: list[int]) -> None:
+        self.model, self.calls = model, calls
+
+    def __call__(self, x, **kwargs):
+        self.calls.append(len(x))
+        return self.model(x, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
 def test_with_validation_on_the_test_split_its_numbers_are_computed_once_and_the_same(runs):
     """``dataset.val_size=0``: ``evaluate`` copies the validation numbers to the test
     split; they are what calling the model on the test split gives."""
@@ -459,17 +473,8 @@ def test_with_validation_on_the_test_split_its_numbers_are_computed_once_and_the
     data = _data(runs["csv"], "dataset.val_size=0")
     assert data.val_is_test
     model = load_model(runs["csv"])
-    calls = []
-
-    class Counted:  # the model, its calls counted
-        def __call__(self, x, **kwargs):
-            calls.append(len(x))
-            return model(x, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(model, name)
-
-    once = evaluate(Counted(), data)
+    calls: list[int] = []
+    once = evaluate(Counted(model, calls), data)
     assert calls == [len(data.x_train), len(data.x_val)]
     apart = evaluate(model, dataclasses.replace(data, val_is_test=False))
     assert once == apart and once["test"]["n"] == len(data.x_test)
@@ -489,18 +494,9 @@ def test_the_test_split_is_called_once_for_its_numbers_and_its_activations(runs,
     plans = validate(OmegaConf.load(run / "config.yaml")).plans
     data, model = _data(run, f"dataset.val_size={val_size}"), load_model(run)
     assert data.val_is_test == (val_size == "0")
-    calls = []
-
-    class Counted:  # the model, its calls counted
-        def __call__(self, x, **kwargs):
-            calls.append(len(x))
-            return model(x, **kwargs)
-
-        def __getattr__(self, name):
-            return getattr(model, name)
-
+    calls: list[int] = []
     probe = Probe(model, plans)
-    together = evaluate(Counted(), data, probe=probe)
+    together = evaluate(Counted(model, calls), data, probe=probe)
     alone = [len(data.x_train)] + ([] if data.val_is_test else [len(data.x_val)])
     assert calls == alone
     assert together == evaluate(model, data)
