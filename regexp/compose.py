@@ -11,13 +11,13 @@ the shipped one (``regexp list`` says so).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
 
 from regexp.config import check_memory, validate
 from regexp.errors import ConfigError, UserError
@@ -334,13 +334,14 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
             except UserError as e:
                 raise UserError(f"{label}{e}") from None
             if destination is None:
+                _check_output_subdir(cfg)
                 _check_resume(task.get("resume"), multirun)
                 key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
                 destination = Destination(multirun, key, _writable(cfg, key))
             if multirun:
                 with open_dict(cfg):
                     cfg.hydra.job.num = num
-                folders.setdefault(str(OmegaConf.select(cfg, "hydra.sweep.subdir")), []).append(num)
+                folders.setdefault(job_subdir(cfg), []).append(num)
     for folder, nums in folders.items():
         if len(nums) > 1:
             names = ", ".join(f"job #{n}" for n in nums[:5]) + (", ..." if len(nums) > 5 else "")
@@ -349,6 +350,29 @@ def precheck(args: list[str], every_job: bool = False) -> Destination | None:
                 "hydra.sweep.subdir tell them apart (the default starts with ${hydra.job.num})"
             )
     return destination
+
+
+def job_subdir(sweep_config: DictConfig) -> str:
+    """A sweep job's ``hydra.sweep.subdir``, resolved as Hydra's ``run_job`` resolves it:
+    with the job's own config as ``HydraConfig`` (so ``${hydra:job.num}`` is its number);
+    an interpolation that fails is one line."""
+    from hydra.core.hydra_config import HydraConfig
+
+    raw = OmegaConf.to_container(sweep_config.hydra.sweep, resolve=False).get("subdir")
+    try:
+        if "hydra:" not in str(raw):  # the usual case, without a set_config (a deep copy)
+            with suppress(InterpolationResolutionError):  # ${x}: ${hydra:...}
+                return str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+        instance = HydraConfig.instance()
+        before = instance.cfg
+        try:
+            instance.set_config(sweep_config)
+            return str(OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+        finally:
+            instance.cfg = before
+    except OmegaConfBaseException as e:
+        said = str(e).strip().splitlines()[0]
+        raise UserError(f"hydra.sweep.subdir: {said}") from None
 
 
 def _labelled(error: UserError, label: str) -> UserError:
@@ -393,6 +417,24 @@ def _check_resume(resume, multirun: bool) -> None:
         raise ConfigError("resume", value, accepted)
     if not (folder / "multirun.yaml").is_file():
         raise ConfigError("resume", value, "a sweep folder (one that holds multirun.yaml)")
+
+
+def _check_output_subdir(cfg: DictConfig) -> None:
+    """``hydra.output_subdir``, where Hydra records a run's configs (``config.yaml``,
+    ``hydra.yaml``, ``overrides.yaml``): null, or a folder inside the run folder that is
+    none of the run's own files. ``.``, an absolute path, or ``..`` would put Hydra's
+    ``config.yaml`` over the run's own, or every job's in one place; a name like a file
+    (``config.yaml``, ``loss.png``) clashes with the file of that name."""
+    value = OmegaConf.select(cfg, "hydra.output_subdir")
+    if value is None:
+        return
+    parts = Path(str(value)).parts
+    first = parts[0] if parts else ""
+    if (not parts or Path(str(value)).is_absolute() or ".." in parts
+            or "." in first.lstrip(".")):  # fmt: skip
+        accepted = ("null, or a folder inside the run folder named like no file of the "
+                    "run's (no extension), e.g. .hydra (the default) or meta")  # fmt: skip
+        raise ConfigError("hydra.output_subdir", str(value), accepted)
 
 
 def _writable(cfg: DictConfig, key: str) -> Path:

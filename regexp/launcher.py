@@ -108,8 +108,8 @@ class FusedLauncherBase(Launcher):
                     sweep_config.hydra.job.id = num
                     sweep_config.hydra.job.num = num
                 task = _task_config(sweep_config)
-                folder = _job_folder(sweep_config)
                 try:
+                    folder = _job_folder(sweep_config)
                     planned = pipeline.plan(task, folder, list(sweep_config.hydra.overrides.task),
                                             fused=True, num=num)  # fmt: skip
                 except UserError as e:
@@ -253,11 +253,17 @@ def train_group(folders: Any, group: list[_Job], lead: str = "") -> bool:
 def write_job(num: int, sweep_config: DictConfig, finished: Any) -> tuple[int, JobReturn]:
     """Write a finished job's folder through Hydra's ``run_job``, in the writer: its
     second step when ``jobs_ahead`` did the first here, else both."""
+    from regexp.errors import UserError
     from regexp.pipeline import write_folder
 
     assert _context is not None, "start_writing first"
-    ahead = _ahead.pop(num, None) or Ahead(_context, sweep_config, *JOB_DIR_KEYS)
-    return num, ahead.run(lambda cfg: write_folder(finished))
+    try:
+        ahead = _ahead.pop(num, None) or Ahead(_context, sweep_config, *JOB_DIR_KEYS)
+        return num, ahead.run(lambda cfg: write_folder(finished))
+    except OSError as e:  # run_job's own writing (the folder, .hydra/), not the task's
+        error = UserError(f"cannot write {e.filename or finished.folder}: {e.strerror or e}")
+        return num, JobReturn(overrides=list(sweep_config.hydra.overrides.task),
+                              status=JobStatus.FAILED, _return_value=error)  # fmt: skip
 
 
 def collect(folders: Any) -> tuple[dict[int, JobReturn], tuple[str, str, str] | None]:
@@ -548,7 +554,9 @@ class _Job:
 
 def _job_folder(sweep_config: DictConfig) -> Path:
     """Where Hydra's run_job will put this job: sweep dir / subdir, resolved."""
-    return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+    from regexp.compose import job_subdir
+
+    return Path(str(sweep_config.hydra.sweep.dir)) / job_subdir(sweep_config)
 
 
 def _skipped(job: _Job) -> JobReturn:

@@ -305,9 +305,14 @@ def config_hash(cfg: DictConfig) -> str:
 
 
 def is_run(folder: Path) -> bool:
-    """A folder made by regexp for one run (finished or not)."""
+    """A folder made by regexp for one run (finished or not). Not Hydra's record of a
+    run inside it (``hydra.output_subdir``: ``.hydra``, or another name), which holds a
+    ``config.yaml`` too, beside its ``hydra.yaml``."""
     folder = Path(folder)
-    return folder.name != ".hydra" and (folder / CONFIG).is_file()
+    hydras = folder.name == ".hydra" or (
+        (folder / "hydra.yaml").is_file() and (folder.parent / CONFIG).is_file()
+    )
+    return not hydras and (folder / CONFIG).is_file()
 
 
 def is_copy(folder: Path) -> bool:

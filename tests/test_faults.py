@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,6 +128,14 @@ CATALOGUE = [
     (["-m", "experiment=glob(nothing*)"],
      "the sweep has no jobs: experiment=glob(nothing*) gives no value"),
     (["-m", "seed=range(3,3)"], "the sweep has no jobs: seed=range(3,3) gives no value"),
+    # Hydra's record of the run over the run's own config.yaml, on one of its files, or
+    # outside the run folder (every job's in one place)
+    (["hydra.output_subdir=."], "hydra.output_subdir='.' is not accepted; expected null, or"),
+    (["hydra.output_subdir=config.yaml"], "hydra.output_subdir='config.yaml' is not accepted"),
+    (["-m", "seed=0,1", "hydra.output_subdir=loss.png"],
+     "hydra.output_subdir='loss.png' is not accepted"),
+    (["hydra.output_subdir=/tmp/hydra_records"], "hydra.output_subdir='/tmp/hydra_records' is"),
+    (["hydra.output_subdir=../up"], "hydra.output_subdir='../up' is not accepted"),
 ]  # fmt: skip
 
 
@@ -763,3 +772,38 @@ def test_a_folder_written_again_never_looks_complete_while_it_is_written(tmp_pat
     write_folder(done)
     assert seen == [False]
     assert (tmp_path / rundir.METRICS).read_bytes() == first
+
+
+def test_hydra_records_under_another_name_are_no_runs(tmp_path):
+    """``hydra.output_subdir=.cfg`` (any name): Hydra's record inside each job folder,
+    with its own config.yaml, is not taken for a run (an unfinished one, failing the
+    sweep); ``${hydra:job.num}`` in ``hydra.sweep.subdir`` names each job's folder as
+    Hydra's run_job does."""
+    from regexp import rundir
+
+    sweep = tmp_path / "sweep"
+    assert main(["run", "-m", "seed=0,1", "trainer.epochs=1", "hydra.output_subdir=.cfg",
+                 "hydra.sweep.subdir=${hydra:job.num}_of_${hydra:job.name}",
+                 f"hydra.sweep.dir={sweep}"]) == 0  # fmt: skip
+    folders = rundir.job_folders(sweep)
+    assert [f.name for f in folders] == ["0_of_regexp", "1_of_regexp"]
+    assert all((f / ".cfg" / "hydra.yaml").is_file() for f in folders)
+    assert [status for _, status, _ in rundir.sweep_outcomes(sweep)] == ["completed"] * 2
+
+
+def test_a_job_whose_hydra_record_cannot_be_written_fails_in_one_line(tmp_path, capsys):
+    """A damaged job folder (its ``.hydra`` a file) on resume: Hydra's own writing of the
+    record fails; the sweep says which job and file in one line (exit 2), the other job
+    is complete and the damaged one is not."""
+    sweep = tmp_path / "sweep"
+    args = ["run", "-m", "seed=0,1", "trainer.epochs=1"]
+    assert main([*args, f"hydra.sweep.dir={sweep}"]) == 0
+    (sweep / "1_none" / "metrics.json").unlink()
+    shutil.rmtree(sweep / "1_none" / ".hydra")
+    (sweep / "1_none" / ".hydra").write_text("not a folder")
+    capsys.readouterr()
+    assert main([*args, f"resume={sweep}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "jobs #1: cannot write" in err[0] and ".hydra" in err[0], err
+    assert not (sweep / "1_none" / "metrics.json").exists()
+    assert (sweep / "0_none" / "metrics.json").exists()
