@@ -254,16 +254,16 @@ def write_job(num: int, sweep_config: DictConfig, finished: Any) -> tuple[int, J
     """Write a finished job's folder through Hydra's ``run_job``, in the writer: its
     second step when ``jobs_ahead`` did the first here, else both."""
     from regexp.errors import UserError
-    from regexp.pipeline import write_folder
+    from regexp.pipeline import cannot_write, write_folder
 
     assert _context is not None, "start_writing first"
     try:
-        ahead = _ahead.pop(num, None) or Ahead(_context, sweep_config, *JOB_DIR_KEYS)
-        return num, ahead.run(lambda cfg: write_folder(finished))
-    except OSError as e:  # run_job's own writing (the folder, .hydra/), not the task's
-        error = UserError(f"cannot write {e.filename or finished.folder}: {e.strerror or e}")
+        with cannot_write(finished.folder):  # run_job's own writing: the folder, .hydra/
+            ahead = _ahead.pop(num, None) or Ahead(_context, sweep_config, *JOB_DIR_KEYS)
+            return num, ahead.run(lambda cfg: write_folder(finished))
+    except UserError as e:  # the job's failure, as the task's own errors are
         return num, JobReturn(overrides=list(sweep_config.hydra.overrides.task),
-                              status=JobStatus.FAILED, _return_value=error)  # fmt: skip
+                              status=JobStatus.FAILED, _return_value=e)  # fmt: skip
 
 
 def collect(folders: Any) -> tuple[dict[int, JobReturn], tuple[str, str, str] | None]:
