@@ -10,8 +10,10 @@ Each purpose is a named set of dotted keys (a key also covers everything under i
   learning rate, the weight decay, every strength of ``reg`` (the kinds and places of
   the penalties are compared separately, from the layer plan), the early-stopping
   patience and min_delta, and the engine choice.
-- ``REPORT``: what only tells runs of one recipe apart in a report: the seed and split,
-  names and citations, the engine and the thread count.
+- ``BOOKKEEPING``: what cannot change what is trained: resuming, progress, TensorBoard
+  files, tracking, names and citations, the engine and the thread count.
+- ``REPORT``: what only tells runs of one recipe apart in a report: the seed and split, and
+  the bookkeeping.
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ TRAINING = (*HASH, "experiment_name", "published")
 GROUP = (*TRAINING, "seed", "dataset.split_seed", "optimizer.lr", "optimizer.weight_decay", "reg",
          "trainer.early_stopping.patience", "trainer.early_stopping.min_delta",
          "trainer.engine")  # fmt: skip
-REPORT = ("seed", "dataset.split_seed", "experiment_name", "published", "trainer.engine",
-          "trainer.threads")  # fmt: skip
+# Keys that cannot change what is trained or its numbers: bookkeeping (resuming, progress,
+# TensorBoard files, tracking), names and citations, and the engine and thread count (the
+# engines agree, bit for bit or to 1e-4 for a fused member). They never split a group.
+BOOKKEEPING = ("resume", "experiment_name", "published", "trainer.engine", "trainer.threads",
+               "trainer.quiet", "trainer.tensorboard", "tracking")  # fmt: skip
+REPORT = ("seed", "dataset.split_seed", *BOOKKEEPING)
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -69,6 +75,7 @@ def without(plain: dict, keys: Iterable[str]) -> dict:
 LATER = {
     "dataset.task": "classification",
     "dataset.subsample": None,
+    "dataset.stratify": False,
     "reg.smoothing": 0.0,
     **{
         f"reg.{place}.{kind}": None

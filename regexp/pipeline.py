@@ -253,6 +253,28 @@ def train(group: Sequence[Planned], lead: str = "", folders: writer.Writer | Non
     return Trained(list(group), jobs, histories, (time.perf_counter() - start) / len(jobs))
 
 
+def train_all(todo: Sequence[tuple[DictConfig, Path]], key: str) -> None:
+    """Train configs into their folders (``(cfg, folder)`` pairs) through this pipeline, in
+    fused groups: plan, claim (``key`` names what chose the folders, for ``rundir.guard``'s
+    refusals), group, train, write. A completed folder of the same config is skipped, so a
+    killed call resumes. Ctrl-C writes nothing half-done and raises ``KeyboardInterrupt``
+    once the group's finished jobs are written."""
+    planned = [plan(cfg, folder, fused=True) for cfg, folder in todo]
+    pending = claim(planned, key)
+    todo_groups = to_train(groups(planned), pending)
+    for i, group in enumerate(todo_groups, start=1):
+        cfg0 = group[0].cfg
+        name = run_name(cfg0.experiment_name, cfg0.reg.name)
+        log.info("group %d/%d: %s, %d runs", i, len(todo_groups), name, len(group))
+        trained = train(group)
+        with interrupts_deferred():
+            for index, job in enumerate(group):
+                if job in pending:
+                    trained.write(index)
+        if trained.interrupted:
+            raise KeyboardInterrupt
+
+
 def run(cfg: DictConfig, folder: Path, overrides: Sequence[str] = (),
         key: str = "hydra.run.dir", folders: writer.Writer | None = None,
         ) -> dict[str, Any] | None:  # fmt: skip

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import base64
 import functools
+import hashlib
 import html
 import json
 import math
@@ -111,6 +112,9 @@ class Group:
     runs: list[Run] = field(default_factory=list)
     label: str = ""
     keys: dict[str, Any] = field(default_factory=dict)  # the label's keys and their values
+    # (kept, repeat): runs of the same recipe, seed and split as a run of the group, which
+    # count once (the first folder in path order is kept)
+    repeats: list[tuple[Run, Run]] = field(default_factory=list)
 
     @property
     def kind(self) -> tasks.Kind:
@@ -142,7 +146,10 @@ def load_run(path: Path) -> Run:
         plans = [asdict(p) for p in layer_plan(cfg)]
     except Exception as e:  # a partial or hand-edited config
         raise UserError(f"{path / rundir.CONFIG}: not a whole run config ({e})") from None
-    rest = {k: v for k, v in config.items() if not covered(k, (*REPORT, "reg"))}
+    # what trains outside reg: not the bookkeeping (keys.REPORT), and not a key added to the
+    # configs later (keys.LATER) at the value that means what its absence meant
+    rest = {k: v for k, v in config.items()
+            if not covered(k, (*REPORT, "reg")) and not (k in LATER and LATER[k] == v)}  # fmt: skip
     trains = {"rest": rest, "mode": cfg.reg.mode, "plans": plans,
               "smoothing": float(cfg.reg.get("smoothing") or 0.0)}  # fmt: skip
     recipe = json.dumps(trains, sort_keys=True)
@@ -157,11 +164,17 @@ def load_run(path: Path) -> Run:
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
+    """Runs grouped by recipe (``Run.recipe``: what trains, never the bookkeeping of
+    ``keys.REPORT``). A run that repeats a group's (seed, split) counts once; it is kept
+    in ``Group.repeats`` beside the run that counts."""
     groups: dict[str, Group] = {}
     for run in runs:
         group = groups.setdefault(run.recipe, Group({}))
-        if run.pair_key not in {r.pair_key for r in group.runs}:
+        kept = next((r for r in group.runs if r.pair_key == run.pair_key), None)
+        if kept is None:
             group.runs.append(run)
+        else:
+            group.repeats.append((kept, run))
     result = list(groups.values())
     for g in result:  # what every run of the group shares
         first = g.runs[0].config
@@ -186,6 +199,53 @@ def group_runs(runs: list[Run]) -> list[Group]:
         g.label = " ".join([str(g.config.get("reg.name", "?"))]
                            + [f"{k}={v}" for k, v in g.keys.items()])  # fmt: skip
     return sorted(result, key=lambda g: g.label)
+
+
+# repeats of one (recipe, seed, split) agree when their test numbers agree this closely (a
+# fused member equals its own run to 1e-4 relative; other engines bit for bit)
+REPEAT_TOLERANCE = 1e-4
+
+
+def disagreeing(kept: Run, repeat: Run) -> list[str]:
+    """The test numbers in which a repeat differs from the run that counts."""
+    out = []
+    for name in compared(kept.kind):
+        a, b = kept.metrics.get(name), repeat.metrics.get(name)
+        if a is None or b is None or not math.isclose(a, b, rel_tol=REPEAT_TOLERANCE,
+                                                      abs_tol=1e-12):  # fmt: skip
+            out.append(f"{name} {_fmt(a)} and {_fmt(b)}")
+    return out
+
+
+def repeat_lines(groups: list[Group]) -> tuple[str | None, list[str]]:
+    """The report's line on repeated runs (None without any), and one warning per repeat
+    whose numbers disagree with the run that counts, naming both folders."""
+    pairs = [pair for g in groups for pair in g.repeats]
+    if not pairs:
+        return None, []
+    warnings = []
+    for kept, repeat in pairs:
+        differ = disagreeing(kept, repeat)
+        if differ:
+            seed, split = kept.pair_key
+            warnings.append(
+                f"repeats disagree: {repeat.path} repeats {kept.path} (same recipe, seed {seed}, "
+                f"split {split}) but differs in {'; '.join(differ)}; only {kept.path} counts"
+            )
+    agree = len(pairs) - len(warnings)
+    line = (
+        f"{_count(len(pairs), 'run')} repeat the recipe, seed and split of another run and "
+        "count once (the first folder in path order)"
+        + (f": {agree} with equal numbers" if warnings else ", their numbers equal")
+        + (f", {len(warnings)} with numbers that DISAGREE (named below)" if warnings else "")
+        + "."
+    )
+    return line, warnings
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 run``, ``3 runs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def key_columns(groups: list[Group]) -> list[str]:
@@ -272,19 +332,20 @@ def summary(groups: list[Group], comparison: pd.DataFrame | None = None) -> pd.D
 
 def _compared(group: Group, groups: list[Group], comparison: pd.DataFrame) -> dict[str, Any]:
     """``baseline`` and, per compared number X, ``X_diff`` (group - baseline), its 95 %
-    interval, ``X_p_holm`` (the paired t-test's, Holm-adjusted) and ``X_verdict``."""
+    interval, ``X_p_holm`` (the sign-flip test's, adjusted) and ``X_verdict``."""
     mine = {c["metric"]: c for c in comparison.to_dict("records") if c["group"] == group.label}
     row: dict[str, Any] = {"baseline": next(iter(mine.values()), {}).get("baseline")}
     for name in dict.fromkeys(m for g in groups for m in compared(g.kind)):
         c = mine.get(name, {})
         for column, source in MERGED.items():
-            row[f"{name}_{column}"] = c.get(source)
+            blank = None if column == "verdict" else math.nan  # a number of another task
+            row[f"{name}_{column}"] = c.get(source, blank)
     return row
 
 
 # the group table's comparison columns (X_diff, ...) and the comparisons' columns they hold
 MERGED = {"diff": "mean_diff", "diff_ci_low": "ci_low", "diff_ci_high": "ci_high",
-          "p_holm": "p_t_holm", "verdict": "verdict"}  # fmt: skip
+          "p_holm": "p_holm", "verdict": "verdict"}  # fmt: skip
 
 
 def per_run(every: pd.DataFrame, loaded: list[Run], groups: list[Group]) -> pd.DataFrame:
@@ -317,12 +378,41 @@ def per_run(every: pd.DataFrame, loaded: list[Run], groups: list[Group]) -> pd.D
     return frame
 
 
-def find_baseline(group: Group, baselines: list[Group], key: str) -> Group | None:
-    """The baseline that agrees with ``group`` outside KEY's section; else the only one
-    with the same data, network and training; else the only one with the same data and
-    network (a weight-decay or early-stopping arm differs from ``reg.name=none`` in its
-    optimizer or trainer: that is its treatment). Never one whose data or network differ."""
+def parse_baseline(text: str) -> list[tuple[str, str]]:
+    """``--baseline``'s ``KEY=VALUE`` pairs: one, or several separated by spaces
+    (``'reg.name=l1_activity reg.lam=0.01'``), all of which a baseline group must match."""
+    pairs = [word.partition("=") for word in text.split()]
+    if not pairs or any(not key or not sep or not value for key, sep, value in pairs):
+        raise UserError(
+            f"report: --baseline={text!r}; expected KEY=VALUE (or several, separated by "
+            "spaces), e.g. reg.name=none or 'reg.name=l1_activity reg.lam=0.01'"
+        )
+    return [(key, value) for key, _, value in pairs]
+
+
+def same_value(recorded: Any, typed: str) -> bool:
+    """Whether a config value equals what was typed: numbers as numbers (``1e-3`` is
+    ``0.001``), booleans and null by name, anything else as text."""
+    if recorded is None:
+        return typed.lower() in ("null", "none", "~")
+    if isinstance(recorded, bool):
+        return typed.lower() == str(recorded).lower()
+    if isinstance(recorded, (int, float)):
+        try:
+            return math.isclose(float(recorded), float(typed), rel_tol=1e-12, abs_tol=0.0)
+        except ValueError:
+            return False
+    return str(recorded) == typed
+
+
+def find_baseline(group: Group, baselines: list[Group], key: str) -> list[Group]:
+    """The baselines ``group`` may be compared with, of its own task: those that agree with
+    it outside KEY's section; else those with the same data, network and training; else
+    those with the same data and network (a weight-decay or early-stopping arm differs
+    from ``reg.name=none`` in its optimizer or trainer: that is its treatment). Never one
+    whose data or network differ. More than one is ambiguous (``compare`` refuses it)."""
     section = key.split(".")[0] + "."
+    baselines = [b for b in baselines if b.kind == group.kind]  # like with like
 
     def outside(g: Group) -> dict:
         return {k: v for k, v in g.config.items() if not k.startswith(section)}
@@ -332,91 +422,229 @@ def find_baseline(group: Group, baselines: list[Group], key: str) -> Group | Non
 
     matching = [b for b in baselines if outside(b) == outside(group)]
     if matching:
-        return matching[0]
+        return matching
     for sections in (SETUP, NETWORK):
         same = [b for b in baselines if shared(b, sections) == shared(group, sections)]
-        if len(same) == 1:
-            return same[0]
-    return None
+        if same:
+            return same
+    return []
 
 
-def compare(groups: list[Group], baseline: str) -> pd.DataFrame:
-    """Each group against its baseline, paired by (seed, split seed); Holm across rows."""
-    key, _, value = baseline.partition("=")
-    if not value:
-        raise UserError(f"report: --baseline={baseline!r}; expected KEY=VALUE, e.g. reg.name=none")
-    bases = [g for g in groups if str(g.config.get(key)) == value]
+def compare(groups: list[Group], baseline: str, min_effects: dict | None = None) -> pd.DataFrame:
+    """Each group against its baseline, paired by (seed, split seed): ``comparisons``.
+    A baseline that matches no group, or a group that could take several baselines, is
+    refused in one line naming the candidates."""
+    wanted = parse_baseline(baseline)
+    bases = [g for g in groups if all(same_value(g.config.get(k), v) for k, v in wanted)]
     if not bases:
+        key, value = wanted[0]
         labels = ", ".join(sorted({str(g.config.get(key)) for g in groups}))
-        raise UserError(
-            f"report: --baseline {key}={value} matches no group; {key} is one of {labels}"
-        )
-    rows = []
+        raise UserError(f"report: --baseline {baseline} matches no group; {key} is one of {labels}")
+    pairs = []
     for g in groups:
-        base = None if g in bases else find_baseline(g, bases, key)
-        if base is None:
+        if g in bases:
             continue
+        found = find_baseline(g, bases, wanted[0][0])
+        if len(found) > 1:
+            names = ", ".join(repr(b.label) for b in found)
+            raise UserError(
+                f"report: --baseline {baseline} matches {len(found)} groups that {g.label!r} "
+                f"could be compared with: {names}; name one with more KEY=VALUE pairs, e.g. "
+                f"--baseline '{_pairs_of(found[0], wanted)}'"
+            )
+        if found:
+            pairs.append((g, found[0]))
+    return comparisons(pairs, min_effects)
+
+
+def _pairs_of(group: Group, wanted: list[tuple[str, str]]) -> str:
+    """``--baseline``'s text that names this group alone: the pairs given and its label's keys."""
+    pairs = dict(wanted) | {k: v for k, v in group.keys.items() if v is not None}
+    return " ".join(f"{k}={v}" for k, v in pairs.items())
+
+
+# --- verdicts ----------------------------------------------------------------------
+
+ALPHA = stats.ALPHA
+# The smallest effect of interest of each test number, by default: accuracy, the larger of
+# one test example and half a point; R², one point; losses and MAE, this share of the
+# baseline's mean. ``--min-effect METRIC=VALUE`` (or ``=VALUE%`` of the baseline's mean).
+MIN_ACCURACY = 0.005
+MIN_R2 = 0.01
+MIN_RELATIVE = 0.05
+
+
+@dataclass(frozen=True)
+class MinEffect:
+    value: float
+    relative: bool = False  # a share of the baseline's mean
+
+    def of(self, baseline_mean: float) -> float:
+        return self.value * abs(baseline_mean) if self.relative else self.value
+
+
+def parse_min_effects(given: list[str] | None) -> dict[str, MinEffect]:
+    """``--min-effect`` values, ``METRIC=VALUE`` or ``METRIC=VALUE%``, by metric."""
+    metrics = sorted({m for kind in tasks.KINDS.values() for m in compared(kind)})
+    out = {}
+    for text in given or []:
+        metric, _, value = text.partition("=")
+        relative = value.endswith("%")
+        try:
+            number = float(value.removesuffix("%"))
+        except ValueError:
+            number = math.nan
+        if metric not in metrics or not (number > 0 and math.isfinite(number)):
+            raise UserError(
+                f"report: --min-effect {text!r}; expected METRIC=VALUE with METRIC one of "
+                f"{', '.join(metrics)} and VALUE a positive number, or a percentage of the "
+                "baseline's mean (test_data_loss=5%)"
+            )
+        out[metric] = MinEffect(number / 100 if relative else number, relative)
+    return out
+
+
+def min_effect(metric: str, base: Group, given: dict[str, MinEffect] | None = None) -> float:
+    """The smallest effect of interest of ``metric`` against the baseline group ``base``:
+    ``given`` (``--min-effect``), else the default of ``MIN_ACCURACY``, ``MIN_R2``,
+    ``MIN_RELATIVE``."""
+    mean = float(np.nanmean(base.values(metric)))
+    if given and metric in given:
+        return given[metric].of(mean)
+    name = metric.removeprefix("test_")
+    if name == "accuracy":
+        rows = [((r.metrics.get("data") or {}).get("rows") or {}).get("test") for r in base.runs]
+        rows = [n for n in rows if isinstance(n, int) and n > 0]
+        return max(1 / min(rows), MIN_ACCURACY) if rows else MIN_ACCURACY
+    if name == "r2":
+        return MIN_R2
+    return MIN_RELATIVE * abs(mean)
+
+
+def comparisons(pairs: list[tuple[Group, Group]], min_effects: dict | None = None) -> pd.DataFrame:
+    """Each (group, baseline) pair on each test number of its task, run by run for the same
+    seed and split: the mean difference with its t interval, the sign-flip test of no
+    difference (``p``) and the equivalence test (``p_equivalence``, TOST within ±
+    ``min_effect``), each adjusted over the family of every row given (``stats.shaffer``),
+    the verdict, and for a comparison without one, what the design could detect."""
+    rows = []
+    for g, base in pairs:
         mine = {r.pair_key: r for r in g.runs}
         theirs = {r.pair_key: r for r in base.runs}
         common = sorted(set(mine) & set(theirs), key=str)
         for name in compared(g.kind):
             a = [mine[k].value(name) for k in common]
             b = [theirs[k].value(name) for k in common]
-            p = stats.paired(a, b)
-            rows.append(
-                {
-                    "group": g.label,
-                    "baseline": base.label,
-                    "metric": name,
-                    "pairs": p.n,
-                    "mean_diff": p.mean_diff,
-                    "ci_low": p.low,
-                    "ci_high": p.high,
-                    "p_t": p.p_t,
-                    "p_wilcoxon": p.p_wilcoxon,
-                    "d_z": p.d_z,
-                }
-            )
+            p = stats.paired(a, b, min_effect(name, base, min_effects))
+            rows.append({
+                "group": g.label, "baseline": base.label, "metric": name, "pairs": p.n,
+                "mean_diff": p.mean_diff, "ci_low": p.low, "ci_high": p.high, "sd": p.sd,
+                "min_effect": p.min_effect,
+                "test": "sign-flip, exact" if p.exact else f"sign-flip, {stats.SAMPLES} samples",
+                "p": p.p, "p_equivalence": p.p_equivalence, "p_t": p.p_t, "d_z": p.d_z,
+            })  # fmt: skip
     table = pd.DataFrame(rows)
-    if not table.empty:
-        for name in table["metric"].unique():
-            rows_of = table["metric"] == name
-            table.loc[rows_of, "p_t_holm"] = stats.holm(table.loc[rows_of, "p_t"])
-            table.loc[rows_of, "p_wilcoxon_holm"] = stats.holm(table.loc[rows_of, "p_wilcoxon"])
-        table["verdict"] = [
-            verdict(m, d, p)
-            for m, d, p in zip(table["metric"], table["mean_diff"], table["p_t_holm"], strict=True)
-        ]
+    if table.empty:
+        return table
+    m = len(table)
+    adjusted = stats.shaffer([*table["p"], *table["p_equivalence"]], [*range(m), *range(m)])
+    table["p_holm"], table["p_equivalence_holm"] = adjusted[:m], adjusted[m:]
+    decided = [decide(r, m) for r in table.to_dict("records")]
+    table["verdict"] = [v for v, _ in decided]
+    table["note"] = [note for _, note in decided]
     return table
 
 
-ALPHA = 0.05
+def decide(row: dict, family: int) -> tuple[str, str]:
+    """A comparison's verdict under ``verdict_rule``, and its note: for *too few seeds*
+    how many are needed; for *inconclusive* the effect its design detects at 80 % power
+    and the seeds it would take to detect the smallest effect of interest."""
+    n, delta = int(row["pairs"]), float(row["min_effect"])
+    if row["p_equivalence_holm"] < ALPHA:
+        return "equivalent", f"within ±{delta:.3g}"
+    if row["p_holm"] < ALPHA and row["mean_diff"] != 0:
+        higher = tasks.direction(row["metric"]) == "max"
+        good = row["mean_diff"] > 0 if higher else row["mean_diff"] < 0
+        return ("better" if good else "worse"), ""
+    needed = stats.seeds_for(ALPHA, family)
+    if n < needed:
+        alone = stats.seeds_for(ALPHA, 1)
+        among = f" (Holm over {family} comparisons; {alone} for one alone)" if family > 1 else ""
+        return "too few seeds", (
+            f"n={n}: too few seeds for a verdict at {ALPHA}{among}; at least {needed} are needed"
+        )
+    power = stats.power(row["sd"], n, delta, ALPHA / family)
+    if math.isnan(power.detectable):
+        return "inconclusive", "the differences do not vary: no power estimate"
+    seeds = "never" if math.isinf(power.seeds) else f"{max(int(power.seeds), needed)} seeds"
+    return "inconclusive", (
+        f"detects ±{power.detectable:.3g} at 80 % power; ±{delta:.3g} needs {seeds}"
+    )
 
 
-def verdict_rule(kinds) -> str:
-    """The verdict rule, naming the good side of the metrics of these task kinds: higher
-    accuracy (and R²), lower loss (and MAE)."""
+def replicated(table: pd.DataFrame, pairs: list[tuple[Group, Group] | None]) -> pd.DataFrame:
+    """``table`` (``comparisons``) with each verdict checked on a second, disjoint set of
+    seeds: ``pairs`` holds, row by row, the replication's (group, baseline), or None. A
+    better or worse is confirmed by the one-sided sign-flip test in its direction, an
+    equivalent by TOST at the same smallest effect, Holm-adjusted over the verdicts
+    checked; ``replication`` is *replicated* or *not replicated* (empty for an
+    inconclusive row), and the verdict says so."""
+    table = table.copy()
+    checked, rows = [], table.to_dict("records")
+    for i, (row, pair) in enumerate(zip(rows, pairs, strict=True)):
+        if row["verdict"] not in ("better", "worse", "equivalent"):
+            continue
+        d = np.array([])
+        if pair is not None:
+            g, base = pair
+            mine = {r.pair_key: r for r in g.runs}
+            theirs = {r.pair_key: r for r in base.runs}
+            common = sorted(set(mine) & set(theirs), key=str)
+            d = np.array([mine[k].value(row["metric"]) - theirs[k].value(row["metric"])
+                          for k in common])  # fmt: skip
+        if row["verdict"] == "equivalent":
+            p = stats.equivalence(d, row["min_effect"]) if len(d) else 1.0
+        else:
+            p = stats.sign_flip(d, "greater" if row["mean_diff"] > 0 else "less")[0]
+        checked.append(i)
+        table.loc[i, "replication_pairs"] = len(d)
+        table.loc[i, "replication_mean_diff"] = float(d.mean()) if len(d) else math.nan
+        table.loc[i, "replication_p"] = p
+    table["replication"] = None
+    if checked:
+        adjusted = stats.holm(table.loc[checked, "replication_p"])
+        for i, p in zip(checked, adjusted, strict=True):
+            table.loc[i, "replication_p_holm"] = p
+            table.loc[i, "replication"] = "replicated" if p < ALPHA else "not replicated"
+            table.loc[i, "verdict"] = f"{rows[i]['verdict']}, {table.loc[i, 'replication']}"
+    return table
+
+
+def verdict_rule(kinds, family: str = "every comparison of this report") -> str:
+    """The verdict rule, naming the good side of the metrics of these task kinds (higher
+    accuracy and R², lower loss and MAE) and the family the p-values are adjusted over."""
     metrics = [m for kind in kinds for m in kind.scores if m != "data_loss"]
     higher = " and ".join(dict.fromkeys(m for m in metrics if tasks.direction(m) == "max"))
     lower = " and ".join(dict.fromkeys(m for m in metrics if tasks.direction(m) == "min"))
     return (
-        f"verdict: *better* or *worse* when the Holm-adjusted paired t-test gives p < {ALPHA} "
-        "(so its 95 % interval excludes 0) and the mean difference lies on the "
-        f"metric's good or bad side (higher {higher}, lower {lower + ' and ' if lower else ''}"
-        "loss); *no clear difference* otherwise."
+        "Verdicts come from the paired sign-flip permutation test (exact: every sign "
+        f"pattern, up to {stats.EXACT} pairs; sampled beyond), never from the t interval, "
+        "which shows the size of the effect. better or worse: the test of no difference "
+        f"gives an adjusted p < {ALPHA}, and the mean difference lies on the metric's good "
+        f"or bad side (higher {higher}, lower {lower + ' and ' if lower else ''}loss). "
+        "equivalent: both one-sided tests (TOST) put the difference within plus or minus "
+        f"the smallest effect of interest (min_effect), adjusted p < {ALPHA}. inconclusive: "
+        "neither; the note gives the effect the design detects at 80 % power and the "
+        "seeds it would take to detect min_effect. too few seeds: no outcome of so few "
+        f"pairs could reach {ALPHA}. The family adjusted over is {family}, its tests of "
+        "no difference and of equivalence together: step-down Holm, counting at most one "
+        "true hypothesis per comparison (Shaffer). min_effect by default: for accuracy the "
+        f"larger of one test example and {MIN_ACCURACY}, for R² {MIN_R2}, for losses and "
+        f"MAE {MIN_RELATIVE:.0%} of the baseline's mean (--min-effect sets it)."
     )
 
 
 VERDICT_RULE = verdict_rule([tasks.CLASSIFICATION])
-
-
-def verdict(metric: str, mean_diff: float, p_holm: float) -> str:
-    """The comparison's verdict under ``VERDICT_RULE``: the good side of a metric is its
-    ``tasks.direction`` (higher accuracy and R², lower losses and MAE)."""
-    if not p_holm < ALPHA or mean_diff == 0:
-        return "no clear difference"
-    better = mean_diff > 0 if tasks.direction(metric) == "max" else mean_diff < 0
-    return "better" if better else "worse"
 
 
 # --- documents -----------------------------------------------------------------
@@ -695,7 +923,13 @@ def markdown_table(frame: pd.DataFrame) -> str:
 # --- the report ------------------------------------------------------------------
 
 
-def build(paths: list[str], out: Path, baseline: str | None = None) -> Document:
+def build(paths: list[str], out: Path, baseline: str | None = None,
+          min_effects: dict[str, MinEffect] | None = None, replicate: int | None = None,
+          ) -> Document:  # fmt: skip
+    """The report of the runs under ``paths``, written into ``out``. ``replicate``
+    (``--replicate``; 0: as many seeds as the largest group has) trains each compared
+    group and its baseline again on that many new seeds, each with its own split, into
+    ``out/replication``, and checks every verdict on them (``replicated``)."""
     from regexp import plots
 
     loaded = []
@@ -706,9 +940,20 @@ def build(paths: list[str], out: Path, baseline: str | None = None) -> Document:
             print(f"regexp: skipped {path}: {e}", file=sys.stderr)
     runs = [r for r in loaded if r.metrics.get("status") == "completed"]
     if not runs:
-        raise UserError(f"report: none of the {len(loaded)} runs under {' '.join(paths)} completed")
+        raise UserError(
+            f"report: none of the {_count(len(loaded), 'readable run')} under "
+            f"{' '.join(paths)} completed"
+        )
+    if replicate is not None and not baseline:
+        raise UserError("report: --replicate checks verdicts, so it needs --baseline KEY=VALUE")
     groups = group_runs(runs)
-    comparison = compare(groups, baseline) if baseline else None
+    repeats, disagreements = repeat_lines(groups)
+    for warning in disagreements:
+        print(f"regexp: warning: {warning}", file=sys.stderr)
+    comparison = compare(groups, baseline, min_effects) if baseline else None
+    if replicate is not None and comparison is not None and not comparison.empty:
+        comparison = replicated(comparison, replication_pairs(groups, comparison, replicate,
+                                                               out, paths))  # fmt: skip
     table = summary(groups, comparison)
     every = results.table(paths, status=None, warn=False)  # the lines above named the damaged
     out.mkdir(parents=True, exist_ok=True)
@@ -716,7 +961,9 @@ def build(paths: list[str], out: Path, baseline: str | None = None) -> Document:
     every.to_csv(out / "runs.csv", index=False)
     if comparison is not None:
         comparison.to_csv(out / "comparisons.csv", index=False)
-    doc = Document(f"regexp report: {len(runs)} runs in {len(groups)} groups", out)
+    counted = sum(len(g.runs) for g in groups)
+    doc = Document(f"regexp report: {_count(counted, 'run')} in {_count(len(groups), 'group')}",
+                   out)  # fmt: skip
     gaps = "; ".join(f"final train {p} - validation {p}"
                      for p in dict.fromkeys(g.kind.primary for g in groups))  # fmt: skip
     doc.text(
@@ -724,25 +971,37 @@ def build(paths: list[str], out: Path, baseline: str | None = None) -> Document:
         f"gap = {gaps}. best_epoch = mean epoch of the lowest validation data loss."
         + (
             f" Against {baseline}: X_diff = group - baseline, paired by seed and split, "
-            "with its 95 % t interval; X_p_holm = the paired t-test's p, Holm-adjusted; "
-            "X_verdict as below."
+            "with its 95 % t interval; X_p_holm = the sign-flip test's p, adjusted over the "
+            "report's family; X_verdict as below."
             if baseline
             else ""
         )
     )
+    if repeats:
+        doc.text(repeats)
+    for warning in disagreements:
+        doc.text(f"WARNING: {warning}.")
     doc.table(table)
     doc.table(per_run(every, loaded, groups), title="Runs: every run folder, as in runs.csv")
     left_out = int((every["status"] != "completed").sum())
     if left_out:
-        doc.text(f"The {left_out} runs whose status is not completed are left out of the groups.")
+        doc.text(f"The {_count(left_out, 'run')} whose status is not completed are left out of "
+                 "the groups.")  # fmt: skip
     if comparison is not None:
         doc.heading(f"Paired comparisons against {baseline}")
         doc.text(
-            "mean_diff = group - baseline over runs with the same seed and split; "
-            "p-values from the paired t-test and the Wilcoxon signed-rank test, Holm-"
-            "adjusted across the rows of each metric; d_z = mean_diff / sd of the "
-            "differences. " + verdict_rule(dict.fromkeys(g.kind for g in groups))
-        )
+            "mean_diff = group - baseline over runs with the same seed and split, with its "
+            "95 % t interval; sd = the sd of the differences; p = the two-sided paired "
+            "sign-flip test of no difference (test: exact or sampled); p_equivalence = TOST "
+            "within ±min_effect; _holm = adjusted over the family; p_t = the paired t-test, "
+            "for reference only; d_z = mean_diff / sd. " + verdict_rule(
+                dict.fromkeys(g.kind for g in groups),
+                f"every comparison of this report ({_count(len(comparison), 'comparison')}: "
+                "its arms and test numbers together)")
+            + (" replication: each verdict checked on new seeds (one-sided sign-flip test in "
+               "its direction, or TOST), Holm-adjusted over the verdicts checked."
+               if "replication" in comparison else "")
+        )  # fmt: skip
         doc.table(comparison)
     doc.heading("Figures")
     for name, caption, draw in plots.report_figures(groups, out):
@@ -752,18 +1011,83 @@ def build(paths: list[str], out: Path, baseline: str | None = None) -> Document:
     return doc
 
 
+def replication_pairs(groups: list[Group], comparison: pd.DataFrame, seeds: int, out: Path,
+                      paths: list[str]) -> list[tuple[Group, Group] | None]:  # fmt: skip
+    """Train every group of a verdict (and its baseline) again on ``seeds`` new seeds (0:
+    as many as the largest group has), seed s with split s, both beyond every seed and
+    split the report holds, into ``out/replication`` (resumable: a completed folder is
+    kept); the replication's (group, baseline) of each row of ``comparison``."""
+    from omegaconf import open_dict
+
+    from regexp import pipeline
+
+    by_label = {g.label: g for g in groups}
+    claimed = comparison["verdict"].isin(["better", "worse", "equivalent"])
+    labels = dict.fromkeys(label for row in comparison[claimed].to_dict("records")
+                           for label in (row["group"], row["baseline"]))  # fmt: skip
+    needed = [by_label[label] for label in labels]
+    if not needed:
+        return [None] * len(comparison)
+    used = [int(v) for g in groups for r in g.runs for v in r.pair_key if isinstance(v, int)]
+    start = max(used, default=-1) + 1
+    new = list(range(start, start + (seeds or max(len(g.runs) for g in needed))))
+    folder = out / "replication"
+    todo, where = [], {}
+    for g in needed:
+        cfg0 = rundir.read_config(g.runs[0].path)
+        tag = hashlib.sha256(g.runs[0].recipe.encode()).hexdigest()[:8]
+        for s in new:
+            cfg = cfg0.copy()
+            with open_dict(cfg):
+                # resume: a completed folder of this very config is kept (rundir.guard)
+                cfg.seed, cfg.dataset.split_seed, cfg.resume = s, s, str(folder)
+            todo.append((cfg, folder / f"{cfg.reg.name}_{tag}" / f"seed_{s}"))
+            where.setdefault(g.label, []).append(todo[-1][1])
+    folder.mkdir(parents=True, exist_ok=True)
+    rundir.write_json_atomic(folder / rundir.REPLICATION, {
+        "replicates": [str(p) for p in paths], "seeds": new, "splits": new,
+        "groups": {label: [str(f) for f in fs] for label, fs in where.items()}})  # fmt: skip
+    print(f"regexp: replicating {_count(len(needed), 'group')} on seeds {new[0]}..{new[-1]} "
+          f"into {folder}", file=sys.stderr)  # fmt: skip
+    pipeline.train_all(todo, "--replicate")
+    replicas = {label: Group({}, [load_run(f) for f in fs], label=label)
+                for label, fs in where.items()}  # fmt: skip
+    return [
+        (replicas[row["group"]], replicas[row["baseline"]])
+        if row["group"] in replicas and row["baseline"] in replicas
+        else None
+        for row in comparison.to_dict("records")
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="regexp report", description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", help="run folders, sweep folders or globs")
-    parser.add_argument("--baseline", help="compare every group with this one, e.g. reg.name=none")
+    parser.add_argument("--baseline", help="compare every group with this one, e.g. "
+                        "reg.name=none; several KEY=VALUE pairs separated by spaces name "
+                        "one group among several")  # fmt: skip
+    parser.add_argument("--min-effect", action="append", metavar="METRIC=VALUE",
+                        help="the smallest effect of interest of a test number, e.g. "
+                        "test_accuracy=0.01 or test_data_loss=5%% (of the baseline's mean); "
+                        "repeatable")  # fmt: skip
+    parser.add_argument("--replicate", type=int, nargs="?", const=0, metavar="SEEDS",
+                        help="train the compared groups again on SEEDS new seeds and splits "
+                        "(default: as many as they have) and check every verdict on "
+                        "them")  # fmt: skip
     parser.add_argument("--out", type=Path, help="where to write (default: <PATH>/report)")
     args = parser.parse_args(argv)
     single = len(args.paths) == 1 and Path(args.paths[0]).is_dir()
     out = args.out or (Path(args.paths[0]) / "report" if single else Path("outputs/report"))
     try:
-        doc = build(args.paths, out, args.baseline)
+        if args.replicate is not None and args.replicate < 0:
+            raise UserError(f"report: --replicate {args.replicate}; expected a count of seeds "
+                            ">= 1 (or none: as many as the groups have)")  # fmt: skip
+        doc = build(args.paths, out, args.baseline, parse_min_effects(args.min_effect),
+                    args.replicate)  # fmt: skip
     except UserError as e:
         print(f"regexp: error: {e}", file=sys.stderr)
         return 2
-    print(f"{doc.title}\nwritten to {out}/report.md, report.html, report.csv and runs.csv")
+    files = ["report.md", "report.html", "report.csv", "runs.csv"]
+    files += ["comparisons.csv"] if args.baseline else []
+    print(f"{doc.title}\nwritten to {out}/{', '.join(files[:-1])} and {files[-1]}")
     return 0

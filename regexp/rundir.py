@@ -49,6 +49,10 @@ MODEL_SUMMARY = "model.txt"
 MODEL = "model.keras"  # the final model (regexp.saved)
 MODEL_BEST = "model_best.keras"  # early stopping: the best epoch's weights
 PREPROCESS = "preprocess.json"  # raw feature columns -> the model's inputs
+# a report's replication runs (``regexp report --replicate``) live under a folder with this
+# record: they are found only when a path names that folder or one inside it, so that the
+# seeds that confirm a verdict never join the runs that found it
+REPLICATION = "replication.json"
 
 
 def _file_mode() -> int:
@@ -329,7 +333,8 @@ def is_copy(folder: Path) -> bool:
 def find_runs(paths: list[str], unfinished: bool = False) -> list[Path]:
     """Run folders with a ``metrics.json``, at or under each path or glob; with
     ``unfinished``, also run folders without one (running, or killed). MLflow's copies
-    of a run's files (``is_copy``) are no run folders."""
+    of a run's files (``is_copy``) are no run folders, and a report's replication runs
+    (``REPLICATION``) are found only through a path at or inside their folder."""
     found: list[Path] = []
     for pattern in paths:
         matches = [Path(p) for p in sorted(glob.glob(pattern))] or [Path(pattern)]
@@ -341,8 +346,14 @@ def find_runs(paths: list[str], unfinished: bool = False) -> list[Path]:
                 folders = {m.parent for m in p.rglob(METRICS)}
                 if unfinished:
                     folders |= {c.parent for c in p.rglob(CONFIG) if is_run(c.parent)}
-                found += sorted(f for f in folders if not is_copy(f))
+                found += sorted(f for f in folders if not is_copy(f) and not _replicating(f, p))
     return list(dict.fromkeys(found))
+
+
+def _replicating(folder: Path, root: Path) -> bool:
+    """Whether ``folder`` lies in a replication folder (``REPLICATION``) below ``root``."""
+    below = [parent for parent in folder.parents if parent != root and root in parent.parents]
+    return any((parent / REPLICATION).is_file() for parent in below)
 
 
 def job_folders(sweep: Path) -> list[Path]:

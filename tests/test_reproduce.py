@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regexp.reproduce import experiments, main, verdict
+from regexp.reproduce import claim_verdict, experiments, main
 
 SOURCE_EXPERIMENTS = [
     "a2_iris_l1_activity", "b1_loss_fn", "b2_keras_mixed", "b3_l3_custom", "b4_l1_activity",
@@ -21,22 +21,29 @@ def test_every_source_experiment_has_a_config():
     assert experiments() == SOURCE_EXPERIMENTS
 
 
+NAN = float("nan")
+
+
 @pytest.mark.parametrize(
-    "pub, diff, level, expected",
+    "pub, found, high, level, expected",
     [
-        (GAIN, (0.02, 0.005, 0.035), None, "reproduced"),
-        (GAIN, (0.0, -0.01, 0.015), None, "not reproduced"),  # hi < 0.02 rules the gain out
-        (GAIN, (0.01, -0.01, 0.03), None, "inconclusive"),
-        (SAME, (0.0, -0.01, 0.015), None, "reproduced"),
-        (SAME, (0.04, 0.025, 0.055), None, "not reproduced"),
-        (SAME, (0.01, -0.01, 0.03), None, "inconclusive"),
-        (LEVEL, (0.0, -0.1, 0.1), (0.83, 0.82, 0.845), "reproduced"),
-        (LEVEL, (0.0, -0.1, 0.1), (0.80, 0.79, 0.81), "not reproduced"),
-        (GAIN, (0.02, float("nan"), float("nan")), None, "inconclusive (one seed)"),
+        (GAIN, "better", 0.035, None, "reproduced"),
+        (GAIN, "better, not replicated", 0.035, None, "reproduced"),  # replication: its own column
+        (GAIN, "inconclusive", 0.015, None, "not reproduced"),  # hi < 0.02 rules the gain out
+        (GAIN, "equivalent", 0.019, None, "not reproduced"),
+        (GAIN, "worse", -0.01, None, "not reproduced"),
+        (GAIN, "inconclusive", 0.03, None, "inconclusive"),
+        (GAIN, "too few seeds", 0.03, None, "inconclusive"),
+        (SAME, "equivalent", 0.015, None, "reproduced"),
+        (SAME, "better", 0.055, None, "not reproduced"),
+        (SAME, "inconclusive", 0.03, None, "inconclusive"),
+        (LEVEL, "inconclusive", 0.1, (0.83, 0.82, 0.845), "reproduced"),
+        (LEVEL, "inconclusive", 0.1, (0.80, 0.79, 0.81), "not reproduced"),
+        (LEVEL, "too few seeds", NAN, (0.83, NAN, NAN), "inconclusive (one seed)"),
     ],
 )
-def test_verdict_rule(pub, diff, level, expected):
-    assert verdict(pub, diff, level) == expected
+def test_claim_verdict_rule(pub, found, high, level, expected):
+    assert claim_verdict(pub, {"verdict": found, "ci_high": high}, level) == expected
 
 
 def test_report_matches_its_runs(tmp_path, capsys):
@@ -45,20 +52,25 @@ def test_report_matches_its_runs(tmp_path, capsys):
     assert rc == 0
     runs = sorted(p.parent.relative_to(tmp_path / "runs").as_posix()
                   for p in (tmp_path / "runs").rglob("metrics.json"))  # fmt: skip
-    # B4 and B5 share their baseline: 3 recipes x 2 seeds, not 4 x 2
+    # B4 and B5 share their baseline: 3 recipes x (2 + 2 replication) seeds, not 4 x 4
     assert runs == [f"{r}/seed_{s}" for r in ("b4_l1_activity_l1_activity", "b4_l1_activity_none",
-                    "b5_l1_activity_preact_l1_activity_preact") for s in (0, 1)]  # fmt: skip
-    seeds = [json.loads((tmp_path / "runs" / r / "metrics.json").read_text()) for r in runs[:4]]
-    assert [m["seed"] for m in seeds] == [0, 1, 0, 1]
+                    "b5_l1_activity_preact_l1_activity_preact") for s in range(4)]  # fmt: skip
+    record = {r: json.loads((tmp_path / "runs" / r / "metrics.json").read_text()) for r in runs}
+    configs = {r: (tmp_path / "runs" / r / "config.yaml").read_text() for r in runs}
+    assert [m["seed"] for m in list(record.values())[:4]] == [0, 1, 2, 3]
+    assert all(f"split_seed: {s}" in configs[f"b4_l1_activity_none/seed_{s}"] for s in range(4))
     table = pd.read_csv(tmp_path / "report.csv").set_index("experiment")
-    reg = [m["test_accuracy"] for m in seeds[:2]]
-    base = [m["test_accuracy"] for m in seeds[2:]]
+    # the verdict comes from seeds 0 and 1 alone; 2 and 3 only check it
+    reg = [record[f"b4_l1_activity_l1_activity/seed_{s}"]["test_accuracy"] for s in (0, 1)]
+    base = [record[f"b4_l1_activity_none/seed_{s}"]["test_accuracy"] for s in (0, 1)]
     row = table.loc["b4_l1_activity"]
     assert row["test_acc"] == pytest.approx(np.mean(reg))
     assert row["diff"] == pytest.approx(np.mean(np.subtract(reg, base)))
     assert table.loc["b5_l1_activity_preact", "baseline_acc"] == pytest.approx(np.mean(base))
+    # two seeds can give no verdict: 2 / 2^2 = 0.5 is the smallest p
+    assert row["accuracy_verdict"] == "too few seeds" and "at least 7" in row["note"]
     page = (tmp_path / "report.md").read_text()
-    assert "Verdict rule" in page and "## b5_l1_activity_preact" in page
+    assert "Verdict rule" in page and "## b5_l1_activity_preact" in page and "*" not in page
     assert (tmp_path / "figures" / "b4_l1_activity_loss.png").is_file()
     assert "b4_l1_activity" in capsys.readouterr().out
 
@@ -81,22 +93,27 @@ def test_the_digits_study_is_a_study_and_its_arms_sweep_by_glob():
     assert precheck(["-m", "experiment=glob(digits_*)", "seed=0,1"]).multirun
 
 
-def test_a_study_reports_paired_effects_and_no_verdict(tmp_path, capsys):
+def test_a_study_reports_paired_effects_and_verdicts_with_their_replication(tmp_path, capsys):
     rc = main(["--seeds", "2", "--only", "digits", "--out", str(tmp_path), "trainer.epochs=2"])
     assert rc == 0
     table = pd.read_csv(tmp_path / "study_digits.csv").set_index("arm")
     assert sorted(table.index) == DIGITS_ARMS
 
-    def accuracies(arm):
-        found = sorted((tmp_path / "runs" / arm).glob("seed_*/metrics.json"))
+    def accuracies(arm):  # seeds 0 and 1 decide; 2 and 3 replicate
+        found = [tmp_path / "runs" / arm / f"seed_{s}" / "metrics.json" for s in (0, 1)]
         return [json.loads(p.read_text())["test_accuracy"] for p in found]
 
     base = accuracies("digits_none")
-    assert len(base) == 2 and np.isnan(table.loc["digits_none", "diff"])
+    assert np.isnan(table.loc["digits_none", "diff"])
     for arm in set(DIGITS_ARMS) - {"digits_none"}:
         mine = accuracies(arm)
+        assert table.loc[arm, "n"] == 2
         assert table.loc[arm, "test_accuracy"] == pytest.approx(np.mean(mine))
         assert table.loc[arm, "diff"] == pytest.approx(np.mean(np.subtract(mine, base)))
+        # two seeds: no verdict, however equal the differences (never p = 0)
+        assert table.loc[arm, "verdict"] == "too few seeds"
+        assert table.loc[arm, "p_holm"] >= 0.5
     page = (tmp_path / "report.md").read_text()
     assert "## Study digits: no published claim" in page
     assert "reproduced" not in page and "Verdict rule" not in page
+    assert "the study's 12 comparisons" in page

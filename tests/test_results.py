@@ -111,7 +111,7 @@ def test_runs_csv_is_runs_and_the_group_table_is_a_groupby_of_it(sweep, report):
     # the comparison beside each group's row is comparisons.csv's row for that group
     comparisons = pd.read_csv(report / "comparisons.csv")
     assert len(comparisons) == 4 and set(comparisons["group"]) == set(table["group"][1:])
-    assert (comparisons["p_t_holm"] != comparisons["p_t"]).any()  # Holm adjusted something
+    assert (comparisons["p_holm"] != comparisons["p"]).any()  # Holm adjusted something
     by_label = table.set_index("group")
     for _, c in comparisons.iterrows():
         row = by_label.loc[c["group"]]
@@ -120,7 +120,7 @@ def test_runs_csv_is_runs_and_the_group_table_is_a_groupby_of_it(sweep, report):
         assert row[f"{m}_diff"] == pytest.approx(c["mean_diff"])
         assert row[f"{m}_diff_ci_low"] == pytest.approx(c["ci_low"])
         assert row[f"{m}_diff_ci_high"] == pytest.approx(c["ci_high"])
-        assert row[f"{m}_p_holm"] == pytest.approx(c["p_t_holm"])
+        assert row[f"{m}_p_holm"] == pytest.approx(c["p_holm"])
         assert row[f"{m}_verdict"] == c["verdict"]
     table = table.set_index("reg.lam")
     base = table.loc[0.001]
