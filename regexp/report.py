@@ -663,6 +663,7 @@ class Document:
 
     def __init__(self, title: str, out: Path):
         self.title, self.out, self.blocks = title, out, []
+        self.comparison: pd.DataFrame | None = None  # a report's comparisons, for the terminal
 
     def heading(self, text: str, level: int = 2) -> None:
         self.blocks.append(("h", level, text))
@@ -1007,8 +1008,24 @@ def build(paths: list[str], out: Path, baseline: str | None = None,
     for name, caption, draw in plots.report_figures(groups, out):
         draw()
         doc.image(out / name, caption)
+    doc.comparison = comparison
     doc.write()
     return doc
+
+
+def verdict_lines(comparison: pd.DataFrame | None) -> list[str]:
+    """One line per comparison for the terminal: group, number, difference with its
+    interval, verdict and its note."""
+    if comparison is None or comparison.empty:
+        return []
+    width = max(len(g) for g in comparison["group"])
+    lines = []
+    for c in comparison.to_dict("records"):
+        diff = ci_text(c["mean_diff"], c["ci_low"], c["ci_high"])
+        note = f" ({c['note']})" if isinstance(c.get("note"), str) and c["note"] else ""
+        lines.append(f"  {c['group']:<{width}}  {c['metric']:<15} {diff:<28} {c['verdict']}{note}")
+    return [f"against {comparison['baseline'].iloc[0]}:" if comparison["baseline"].nunique() == 1
+            else "against their baselines:", *lines]  # fmt: skip
 
 
 def replication_pairs(groups: list[Group], comparison: pd.DataFrame, seeds: int, out: Path,
@@ -1072,7 +1089,7 @@ def main(argv: list[str] | None = None) -> int:
                         "repeatable")  # fmt: skip
     parser.add_argument("--replicate", type=int, nargs="?", const=0, metavar="SEEDS",
                         help="train the compared groups again on SEEDS new seeds and splits "
-                        "(default: as many as they have) and check every verdict on "
+                        "(none or 0: as many as they have) and check every verdict on "
                         "them")  # fmt: skip
     parser.add_argument("--out", type=Path, help="where to write (default: <PATH>/report)")
     args = parser.parse_args(argv)
@@ -1089,5 +1106,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     files = ["report.md", "report.html", "report.csv", "runs.csv"]
     files += ["comparisons.csv"] if args.baseline else []
-    print(f"{doc.title}\nwritten to {out}/{', '.join(files[:-1])} and {files[-1]}")
+    print(doc.title)
+    for line in verdict_lines(doc.comparison):
+        print(line)
+    print(f"written to {out}/{', '.join(files[:-1])} and {files[-1]}")
     return 0

@@ -44,6 +44,7 @@ from regexp.compose import compose
 from regexp.errors import UserError
 from regexp.keys import TRAINING, essential, run_name
 from regexp.paths import CONF
+from regexp.stats import ALPHA
 
 log = logging.getLogger("regexp.reproduce")
 
@@ -68,9 +69,10 @@ VERDICT_RULE = (
     f"report's verdicts are (better, worse, equivalent within ±{MARGIN} of accuracy, "
     "inconclusive, too few seeds). A claimed gain (published regularized > published "
     "baseline) is reproduced if the accuracy verdict is better, not reproduced if it is "
-    "equivalent or worse or the interval's upper end lies below the published gain (a gain "
-    "that large is ruled out), and inconclusive otherwise. A claim of no change (equal "
-    "published figures) is reproduced if equivalent, not reproduced if better or worse, "
+    "equivalent or worse or the one-sided sign-flip test puts the difference below the "
+    "published gain (p < 0.05: a gain that large is ruled out), and inconclusive "
+    "otherwise. A claim of no change (equal published figures) is reproduced if "
+    "equivalent, not reproduced if better or worse, "
     "inconclusive otherwise. Where the source published no baseline, the claim is its "
     "accuracy level: reproduced if it lies inside the 95 % interval of our mean test "
     "accuracy, not reproduced otherwise. replication: the claim's verdict checked on "
@@ -130,8 +132,9 @@ def train_all(todo: list[tuple[DictConfig, Path]]) -> None:
 
 def claim_verdict(pub: dict, row: dict, level: tuple) -> str:
     """The rule in VERDICT_RULE, applied to one experiment: ``row`` is its test-accuracy
-    comparison (``report.comparisons``), ``level`` our regularized accuracy's
-    ``(mean, low, high)``."""
+    comparison (``report.comparisons``) with ``p_below_gain``, the one-sided sign-flip
+    test that the difference lies below the published gain; ``level`` our regularized
+    accuracy's ``(mean, low, high)``."""
     if pub.get("baseline_test_acc") is None:
         _, low, high = level
         if any(math.isnan(v) for v in (low, high)):
@@ -142,7 +145,7 @@ def claim_verdict(pub: dict, row: dict, level: tuple) -> str:
     if gain > 0:
         if found == "better":
             return "reproduced"
-        ruled_out = found in ("equivalent", "worse") or row["ci_high"] < gain
+        ruled_out = found in ("equivalent", "worse") or row["p_below_gain"] < ALPHA
         return "not reproduced" if ruled_out else "inconclusive"
     if found == "equivalent":
         return "reproduced"
@@ -194,6 +197,12 @@ def analyse(names: list[str], seeds: int, where: dict, out: Path, chosen: dict |
             table = replicated(table, [pair] * len(table))
         acc, loss = (table[table["metric"] == m].iloc[0].to_dict()
                      for m in ("test_accuracy", "test_data_loss"))  # fmt: skip
+        gain = (pub["test_acc"] - pub["baseline_test_acc"]
+                if pub.get("baseline_test_acc") is not None else math.nan)  # fmt: skip
+        d = groups["regularized"].values("test_accuracy") - groups["baseline"].values(
+            "test_accuracy"
+        )  # the same seeds, in order
+        acc["p_below_gain"] = stats.sign_flip(d - gain, "less")[0] if gain > 0 else math.nan
         level = stats.mean_ci(groups["regularized"].values("test_accuracy"))
         base_level = stats.mean_ci(groups["baseline"].values("test_accuracy"))
         replica_level = (stats.mean_ci(replicas_of["regularized"].values("test_accuracy"))
@@ -215,6 +224,7 @@ def analyse(names: list[str], seeds: int, where: dict, out: Path, chosen: dict |
                 "p": acc["p"],
                 "p_holm": acc["p_holm"],
                 "p_equivalence_holm": acc["p_equivalence_holm"],
+                "p_below_gain": acc["p_below_gain"],
                 "accuracy_verdict": acc["verdict"],
                 "data_loss_diff": loss["mean_diff"],
                 "data_loss_lo": loss["ci_low"],

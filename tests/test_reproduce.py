@@ -25,25 +25,25 @@ NAN = float("nan")
 
 
 @pytest.mark.parametrize(
-    "pub, found, high, level, expected",
+    "pub, found, below, level, expected",
     [
-        (GAIN, "better", 0.035, None, "reproduced"),
-        (GAIN, "better, not replicated", 0.035, None, "reproduced"),  # replication: its own column
-        (GAIN, "inconclusive", 0.015, None, "not reproduced"),  # hi < 0.02 rules the gain out
-        (GAIN, "equivalent", 0.019, None, "not reproduced"),
-        (GAIN, "worse", -0.01, None, "not reproduced"),
-        (GAIN, "inconclusive", 0.03, None, "inconclusive"),
-        (GAIN, "too few seeds", 0.03, None, "inconclusive"),
-        (SAME, "equivalent", 0.015, None, "reproduced"),
-        (SAME, "better", 0.055, None, "not reproduced"),
-        (SAME, "inconclusive", 0.03, None, "inconclusive"),
-        (LEVEL, "inconclusive", 0.1, (0.83, 0.82, 0.845), "reproduced"),
-        (LEVEL, "inconclusive", 0.1, (0.80, 0.79, 0.81), "not reproduced"),
+        (GAIN, "better", NAN, None, "reproduced"),
+        (GAIN, "better, not replicated", NAN, None, "reproduced"),  # replication: own column
+        (GAIN, "inconclusive", 0.01, None, "not reproduced"),  # a gain of 0.02 is ruled out
+        (GAIN, "equivalent", 0.2, None, "not reproduced"),
+        (GAIN, "worse", 0.2, None, "not reproduced"),
+        (GAIN, "inconclusive", 0.05, None, "inconclusive"),  # the level is strict
+        (GAIN, "too few seeds", 0.5, None, "inconclusive"),
+        (SAME, "equivalent", NAN, None, "reproduced"),
+        (SAME, "better", NAN, None, "not reproduced"),
+        (SAME, "inconclusive", NAN, None, "inconclusive"),
+        (LEVEL, "inconclusive", NAN, (0.83, 0.82, 0.845), "reproduced"),
+        (LEVEL, "inconclusive", NAN, (0.80, 0.79, 0.81), "not reproduced"),
         (LEVEL, "too few seeds", NAN, (0.83, NAN, NAN), "inconclusive (one seed)"),
     ],
 )
-def test_claim_verdict_rule(pub, found, high, level, expected):
-    assert claim_verdict(pub, {"verdict": found, "ci_high": high}, level) == expected
+def test_claim_verdict_rule(pub, found, below, level, expected):
+    assert claim_verdict(pub, {"verdict": found, "p_below_gain": below}, level) == expected
 
 
 def test_report_matches_its_runs(tmp_path, capsys):
