@@ -1,11 +1,20 @@
 """Datasets: generated or shipped with scikit-learn, read from a user's CSV or ``.npz``
 file, or from Keras' cache of MNIST, Fashion-MNIST and CIFAR-10 (``regexp.arrays``).
 
-Every dataset is split with ``train_test_split`` under ``dataset.split_seed``, so the
-same config always gives the same split; a source with its own test split (an ``.npz``
-file's ``x_test``, Keras' test images) keeps it, and only validation is cut from its
-training part. Nothing is pickled. scikit-learn, pandas and Keras are imported inside the
-loaders, so importing this module (for validation) stays cheap.
+Every dataset is split with scikit-learn's ``train_test_split``, in two steps: first the
+test split (``dataset.test_size`` of all rows), then the validation split
+(``dataset.val_size`` of the rows the test split left; none when it is 0, and validation
+is then the test split). Both steps use ``random_state=dataset.split_seed``, so the same
+config always gives the same split. ``dataset.stratify`` (default false) passes
+``stratify=`` the class labels of the rows being split to both steps, so that each part
+keeps every class's share; false is a plain random split, as every run before the key
+existed had, and a regression task accepts only false. A source with its own test part
+(an ``.npz`` file's ``x_test``, Keras' test images) keeps it as the test split, in order,
+never redrawn (``dataset.test_size`` is unused): only the validation split is cut, from
+its training part, and ``dataset.stratify`` applies to that split alone. A subsample
+(below) is taken before either step. ``Dataset.summary()`` (a run's ``metrics.json``)
+records how the split was drawn. Nothing is pickled. scikit-learn, pandas and Keras are
+imported inside the loaders, so importing this module (for validation) stays cheap.
 
 ``dataset.task`` is ``classification`` (the default) or ``regression``: the target is
 then one float column, standardised by the ``scaler_fit`` rule of the features.
@@ -95,6 +104,9 @@ class Dataset:
     scaler_mean: np.ndarray | None = None
     scaler_scale: np.ndarray | None = None
     other_columns: list[str] = field(default_factory=list)  # a CSV file's non-feature columns
+    # how the split was drawn: order, seed, stratify, test_size (None: the source's own
+    # test part), val_size; {} for a Dataset made by hand
+    split: dict[str, Any] = field(default_factory=dict)
 
     @property
     def binary(self) -> bool:
@@ -127,7 +139,8 @@ class Dataset:
         return y.ravel().astype(int) if self.binary else y.argmax(axis=1)
 
     def summary(self) -> dict[str, Any]:
-        """What was loaded, JSON-serialisable: rows per split, feature names, the count of
+        """What was loaded, JSON-serialisable: rows per split, how the split was drawn
+        (``split``: order, seed, stratify, test_size, val_size), feature names, the count of
         each class over all rows (keyed by the label's value in the source), and notes.
         For regression, the target's statistics over all rows (original units) and the
         ``target_scaling`` that turned it into ``y`` replace the class counts."""
@@ -143,6 +156,7 @@ class Dataset:
                 "test": len(self.x_test),
             },
             "val_is_test": self.val_is_test,
+            **({"split": dict(self.split)} if self.split else {}),
             "n_features": self.n_features,
             "input_shape": list(self.input_shape or (self.n_features,)),
             "features": self.feature_names or [f"x{i + 1}" for i in range(self.n_features)],
@@ -1044,6 +1058,7 @@ class Split(Schema):
     split_seed: Annotated[int, SEED]
     task: Annotated[str, TASK] = "classification"
     subsample: Annotated[int | float | None, SUBSAMPLE] = None
+    stratify: Annotated[bool, BOOL] = False  # split by class (classification only)
 
 
 class Given(Schema):
@@ -1055,6 +1070,7 @@ class Given(Schema):
     split_seed: Annotated[int, SEED]
     task: Annotated[str, TASK] = "classification"
     subsample: Annotated[int | float | None, SUBSAMPLE] = None
+    stratify: Annotated[bool, BOOL] = False  # split by class (classification only)
 
 
 class Generated(Split):
@@ -1198,6 +1214,20 @@ def _check_task(name: str, source: Source, task: str) -> str:
     return task
 
 
+def _check_stratify(task: str, stratify: Any) -> bool:
+    """``dataset.stratify``: true only for classification (a regression target has no
+    classes to keep in proportion)."""
+    BOOL("dataset.stratify", stratify)
+    if stratify and task == "regression":
+        raise ConfigError(
+            "dataset.stratify",
+            stratify,
+            "false for a regression task (stratified splits keep each class's share; "
+            "a continuous target has no classes)",
+        )
+    return stratify
+
+
 def _kept(subsample, parts: tuple[int, ...], classes: int, exact: bool = True) -> list[int]:
     """The rows ``dataset.subsample`` keeps of each part of the data (all of it, or a
     source's own train and test parts): a fraction ``f`` keeps ``floor(f * rows)`` of each
@@ -1242,6 +1272,7 @@ def validate(ds) -> Shape:
     source = DATASETS[name]
     checked = parse(source.schema, ds, "dataset", what=f"dataset={name}")
     _check_task(name, source, checked.task)
+    _check_stratify(checked.task, checked.stratify)
     size = source.size(checked)
     val_size = checked.val_size
     if size.test is None:
@@ -1263,6 +1294,16 @@ def validate(ds) -> Shape:
                 value,
                 f"a size that leaves rows in every split ({rows} rows of dataset={name} give "
                 f"{train} train, {val} validation and {test} test)",
+            )
+    cuts = [] if size.test is not None else [("test", test, train + val)]
+    cuts += [("validation", val, train)] if val_size else []
+    for part, cut, rest in cuts if checked.stratify and size.classes and size.exact else []:
+        if min(cut, rest) < size.classes:  # what train_test_split(stratify=y) refuses
+            raise ConfigError(
+                "dataset.stratify",
+                True,
+                f"false, or sizes that give each of the {size.classes} classes a row on both "
+                f"sides of the {part} split ({part} {cut} rows, the rest {rest})",
             )
     return Shape(train, val if val_size else test, test, size.features, size.classes)
 
@@ -1301,14 +1342,36 @@ def _subsample(cfg, y: np.ndarray, parts: tuple[int, ...], classes: int, exact: 
     return np.concatenate(rows), kept
 
 
-def load(cfg) -> Dataset:
-    """Build the dataset described by the ``dataset`` config group."""
+def _split(rows: np.ndarray, size: float, seed: int, by: np.ndarray | None, part: str):
+    """``train_test_split(rows, test_size=size, random_state=seed)``, stratified by the
+    class labels ``by`` when given; a class too small to split is one ``DataError``."""
     from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(rows, test_size=size, random_state=seed, stratify=by)
+    except ValueError as e:  # a class of one row, or fewer rows cut than classes
+        if by is None:
+            raise
+        said = str(e).strip().splitlines()[0]
+        raise DataError(
+            f"dataset.stratify=true: no stratified {part} split ({said}); expected "
+            "at least 2 rows of each class, or dataset.stratify=false"
+        ) from None
+
+
+def load(cfg) -> Dataset:
+    """Build the dataset described by the ``dataset`` config group.
+
+    The split (see the module's docstring): test first, then validation from the rest,
+    both ``train_test_split(..., random_state=dataset.split_seed)``, stratified by class
+    when ``dataset.stratify`` is true; a source's own test part is kept as it is, so
+    ``stratify`` then applies to the validation split only."""
     from sklearn.preprocessing import StandardScaler
 
     source = DATASETS[cfg.name]
     task = _check_task(cfg.name, source, cfg.get("task", source.tasks[0]))
     regression = task == "regression"
+    stratify = _check_stratify(task, cfg.get("stratify", False))
     try:
         x, y, *rest = source.load(cfg)
     except (ConfigError, DataError):
@@ -1339,19 +1402,31 @@ def load(cfg) -> Dataset:
 
     # Splitting indices (rather than arrays) lets `scaler_fit: all` scale before the
     # split exactly as source A did, with the same split as `scaler_fit: train`.
+    # Test first, then validation from the rest, both under split_seed; stratify=None
+    # (dataset.stratify=false) is the unstratified split every run before it had.
+    by = y if stratify else None
     if test_from is None:
-        idx_train, idx_test = train_test_split(
-            np.arange(len(x)), test_size=float(cfg.test_size), random_state=seed
-        )
+        test_size = float(cfg.test_size)
+        idx_train, idx_test = _split(np.arange(len(x)), test_size, seed, by, "test")
     else:  # the source's own test split
+        test_size = None
         idx_train, idx_test = np.arange(test_from), np.arange(test_from, len(x))
     val_is_test = float(cfg.val_size) == 0
     if val_is_test:
         idx_val = idx_test
     else:
-        idx_train, idx_val = train_test_split(
-            idx_train, test_size=float(cfg.val_size), random_state=seed
-        )
+        by_val = None if by is None else by[idx_train]
+        idx_train, idx_val = _split(idx_train, float(cfg.val_size), seed, by_val, "validation")
+    own = test_from is not None
+    order = "the source's own test part" if own else "test first"
+    then = f", then validation from {'its training part' if own else 'the rest'}"
+    split = {
+        "order": order + (", validation = test" if val_is_test else then),
+        "seed": seed,
+        "stratify": bool(stratify),
+        "test_size": test_size,
+        "val_size": float(cfg.val_size),
+    }
 
     x_scaler = None
     if cfg.scaler_fit != "none":
@@ -1390,6 +1465,7 @@ def load(cfg) -> Dataset:
         scaler_mean=None if x_scaler is None else x_scaler.mean_,
         scaler_scale=None if x_scaler is None else x_scaler.scale_,
         other_columns=list(meta.get("other_columns", [])),
+        split=split,
     )
     _log(data, notes)
     return data

@@ -798,6 +798,139 @@ def test_a_subsample_that_cannot_be_taken_is_one_line(name, value, accepted):
     assert err.value.key == "dataset.subsample" and accepted in str(err.value)
 
 
+# --- how the split is drawn: dataset.stratify ------------------------------------------
+
+
+def _stratified(y, test_size=0.25, val_size=0.2, seed=0):
+    """The split ``dataset.stratify=true`` states, drawn here independently."""
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(y))
+    train, test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=y)
+    train, val = train_test_split(train, test_size=val_size, random_state=seed, stratify=y[train])
+    return train, val, test
+
+
+def _counts(d, classes):
+    return [np.bincount(d.labels(t), minlength=classes).tolist()
+            for t in (d.y_train, d.y_val, d.y_test)]  # fmt: skip
+
+
+def test_an_unstratified_split_is_train_test_split_without_stratify_as_before():
+    from omegaconf import open_dict
+    from sklearn.datasets import load_wine
+
+    x, y = load_wine(return_X_y=True)
+    for seed in (0, 3):
+        cfg = make_cfg("dataset=wine", "dataset.scaler_fit=none", f"dataset.split_seed={seed}")
+        assert cfg.dataset.stratify is False  # shipped as false
+        d = load(cfg.dataset)
+        for got, rows in zip((d.x_train, d.x_val, d.x_test), _indices(178, seed=seed),
+                             strict=True):  # fmt: skip
+            np.testing.assert_array_equal(got, x[rows].astype("float32"))
+        with open_dict(cfg):
+            del cfg.dataset.stratify  # a config written before the key: the same split
+        np.testing.assert_array_equal(load(cfg.dataset).x_val, d.x_val)
+        assert d.summary()["split"] == {
+            "order": "test first, then validation from the rest", "seed": seed,
+            "stratify": False, "test_size": 0.25, "val_size": 0.2,
+        }  # fmt: skip
+    assert _counts(_load("dataset=wine"), 3) != _counts(
+        _load("dataset=wine", "dataset.stratify=true"), 3
+    )
+
+
+def test_a_stratified_split_keeps_the_counts_of_train_test_split_with_stratify():
+    from sklearn.datasets import load_wine
+
+    x, y = load_wine(return_X_y=True)
+    differ = []
+    for seed in range(4):
+        d = _load("dataset=wine", "dataset.scaler_fit=none", "dataset.stratify=true",
+                  f"dataset.split_seed={seed}")  # fmt: skip
+        parts = _stratified(y, seed=seed)
+        assert _counts(d, 3) == [np.bincount(y[p], minlength=3).tolist() for p in parts]
+        for got, rows in zip((d.x_train, d.x_val, d.x_test), parts, strict=True):
+            np.testing.assert_array_equal(got, x[rows].astype("float32"))
+        plain = [np.bincount(y[p], minlength=3).tolist() for p in _indices(178, seed=seed)]
+        differ.append(plain != _counts(d, 3))
+        assert d.summary()["split"]["stratify"] is True
+    assert any(differ)  # the key changes the split it states
+
+
+def test_a_stratified_split_of_a_files_own_test_part_cuts_validation_only(tmp_path):
+    rng = np.random.default_rng(2)
+    x_train, x_test = rng.normal(size=(60, 3)), rng.normal(size=(20, 3))
+    y_train, y_test = np.r_[np.zeros(45, int), np.ones(15, int)], np.arange(20) % 2
+    overrides = (*_npz(tmp_path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test),
+                 "dataset.scaler_fit=none", "dataset.stratify=true")  # fmt: skip
+    d = _load(*overrides)
+    np.testing.assert_array_equal(d.x_test, x_test.astype("float32"))  # kept, in order
+    from sklearn.model_selection import train_test_split
+
+    train, val = train_test_split(np.arange(60), test_size=0.2, random_state=0, stratify=y_train)
+    np.testing.assert_array_equal(d.x_val, x_train[val].astype("float32"))
+    assert np.bincount(d.labels(d.y_val)).tolist() == [9, 3]  # 45:15 kept
+    assert d.summary()["split"] == {
+        "order": "the source's own test part, then validation from its training part",
+        "seed": 0, "stratify": True, "test_size": None, "val_size": 0.2,
+    }  # fmt: skip
+
+
+def test_stratify_on_a_regression_task_stops_regexp_check_in_one_line(capsys):
+    said = (
+        "dataset.stratify=True is not accepted; expected false for a regression task "
+        "(stratified splits keep each class's share; a continuous target has no classes)"
+    )
+    for name in ("diabetes", "regression"):
+        assert main(["check", f"dataset={name}", "dataset.stratify=true"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and said in err[0], err
+        assert main(["check", f"dataset={name}", "dataset.stratify=false"]) == 0
+    with pytest.raises(ConfigError, match=r"^dataset.stratify='yes' is not accepted; expected "
+                       "true or false$"):  # fmt: skip
+        validate(make_cfg("dataset=iris", "dataset.stratify=yes").dataset)
+    with pytest.raises(ConfigError) as err:  # load refuses it too, should validate be skipped
+        load(make_cfg("dataset=diabetes", "dataset.stratify=true").dataset)
+    assert str(err.value) == said
+
+
+def test_a_class_too_small_to_stratify_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"^dataset.stratify=True is not accepted; expected "
+                       r"false, or sizes that give each of the 3 classes a row on both sides "
+                       r"of the test split \(test 2 rows, the rest 148\)$"):  # fmt: skip
+        validate(
+            make_cfg("dataset=iris", "dataset.stratify=true", "dataset.test_size=0.01").dataset
+        )
+    x, y = np.arange(80.0).reshape(40, 2), np.r_[np.zeros(39, int), 1]  # class 1: one row
+    overrides = (*_npz(tmp_path, x=x, y=y), "dataset.stratify=true")
+    validate(make_cfg(*overrides).dataset)  # the counts per class are not known before
+    with pytest.raises(DataError) as err:
+        _load(*overrides)
+    message = str(err.value)
+    assert (
+        "\n" not in message
+        and message.startswith(
+            "dataset.stratify=true: no stratified test split (The least populated class"
+        )
+        and message.endswith("expected at least 2 rows of each class, or dataset.stratify=false")
+    )
+    assert len(_load(*_npz(tmp_path, x=x, y=y)).x_test) == 10  # unstratified, it splits
+
+
+def test_stratify_false_hashes_as_a_config_without_it_and_true_does_not():
+    from omegaconf import open_dict
+
+    from regexp.rundir import config_hash
+
+    cfg = make_cfg("dataset=iris")
+    older = cfg.copy()
+    with open_dict(older):
+        del older.dataset.stratify
+    assert config_hash(cfg) == config_hash(older)
+    assert config_hash(make_cfg("dataset=iris", "dataset.stratify=true")) != config_hash(cfg)
+
+
 def test_the_memory_estimate_gives_a_regression_model_one_output():
     from regexp.config import memory_needed
     from regexp.data import Shape
