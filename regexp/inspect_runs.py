@@ -127,11 +127,10 @@ def compare(path_a: str, path_b: str) -> str:
 
 def ls(folder: str = "outputs") -> str:
     root = Path(folder)
-    runs = [
-        p.parent
-        for p in root.rglob(rundir.CONFIG)
-        if rundir.is_run(p.parent)
-        and ((p.parent / ".hydra").exists() or (p.parent / rundir.ENV).exists())
+    runs = [  # found as every reader finds them (a replication only when named)
+        run
+        for run in rundir.find_runs([str(root)], unfinished=True)
+        if (run / ".hydra").exists() or (run / rundir.ENV).exists()
     ]
     if not runs:
         raise UserError(f"no runs under {folder}; expected folders made by `regexp run`")

@@ -940,10 +940,12 @@ def build(paths: list[str], out: Path, baseline: str | None = None,
         except UserError as e:
             print(f"regexp: skipped {path}: {e}", file=sys.stderr)
     runs = [r for r in loaded if r.metrics.get("status") == "completed"]
+    if not loaded:
+        raise UserError(f"report: no readable run under {' '.join(paths)}: every run folder "
+                        "is damaged (named above)")  # fmt: skip
     if not runs:
         raise UserError(
-            f"report: none of the {_count(len(loaded), 'readable run')} under "
-            f"{' '.join(paths)} completed"
+            f"report: none of the {_count(len(loaded), 'run')} under {' '.join(paths)} completed"
         )
     if replicate is not None and not baseline:
         raise UserError("report: --replicate checks verdicts, so it needs --baseline KEY=VALUE")

@@ -40,7 +40,7 @@ def test_report_skips_each_damaged_folder_with_a_line_and_reports_the_rest(root,
     named = {line.split()[2].rstrip(":").split("/")[-1] for line in skipped}
     # a folder without config.yaml still has metrics.json; every damaged one is named once
     assert named == set(DAMAGE), skipped
-    assert out.startswith("regexp report: 2 runs in 1 groups")
+    assert out.startswith("regexp report: 2 runs in 1 group")
 
 
 def test_ls_lists_every_folder_and_marks_damaged_records(root, capsys):

@@ -17,6 +17,7 @@ from regexp.cli import main
 from regexp.compose import compose
 from regexp.keys import BOOKKEEPING, REPORT, flatten
 from regexp.report import build, group_runs, load_run, same_value
+from regexp.results import runs
 from regexp.stats import shaffer
 from tests.runfolders import write_run
 
@@ -277,8 +278,8 @@ def test_replicate_trains_new_seeds_and_checks_each_verdict_on_them(tmp_path, ca
             _write(root / f"{job}_{reg}", cfg, BASE_ACC[seed] + gain,
                    BASE_LOSS[seed] - gain, rows=75)  # fmt: skip
             job += 1
-    out = tmp_path / "report"
-    args = ["report", str(root), "--baseline", "reg.name=none", "--replicate", "--out", str(out)]
+    out = root / "report"  # the default: inside the sweep, beside its runs
+    args = ["report", str(root), "--baseline", "reg.name=none", "--replicate"]
     assert main(args) == 0
     assert f"regexp report: {2 * seeds} runs in 2 groups" in capsys.readouterr().out
     record = json.loads((out / "replication" / "replication.json").read_text())
@@ -315,3 +316,8 @@ def test_replicate_trains_new_seeds_and_checks_each_verdict_on_them(tmp_path, ca
     assert main(args) == 0
     assert f"regexp report: {2 * seeds} runs in 2 groups" in capsys.readouterr().out
     assert {f: f.stat().st_mtime_ns for f in stamps} == stamps
+    # runs() and ls see the replication only when it is named
+    assert len(runs(str(root))) == 2 * seeds
+    assert len(runs(str(out / "replication"))) == 2 * seeds
+    found = rundir.find_runs([str(root)], unfinished=True)  # what ls, runs() and report read
+    assert len(found) == 2 * seeds and not any("replication" in str(f) for f in found)
