@@ -2,17 +2,20 @@
 
 Runs are grouped by recipe: the penalties each layer actually carries (the layer plan,
 so ``reg.lam`` counts only where something uses it), the label smoothing, and the rest
-of the resolved config, minus what only tells runs of one recipe apart: the seed, the
-split seed, names and citations, the engine and thread count. A (seed, split) repeated
-within a group counts once.
+of the resolved config, minus what only tells runs of one recipe apart (``keys.REPORT``:
+the seed, the split seed and the bookkeeping of ``keys.BOOKKEEPING``). A (seed, split)
+repeated within a group counts once, and the report says so (loudly when the repeats'
+numbers differ).
 Per group: n, and the mean with a 95 % t interval of the test numbers of its task
 (``Kind.scores``: accuracy and data loss; R², MAE and data loss for regression), the
 best validation data loss and the train-validation gap of the primary metric (accuracy;
 R²); the mean epoch of the best validation data loss. With ``--baseline KEY=VALUE``,
-every other group is compared with the baseline group that agrees with it outside KEY's
-section (``reg`` for ``reg.name=none``), paired by (seed, split seed): mean difference
-with a 95 % t interval, paired t-test and Wilcoxon p-values, Cohen's d_z, and
-Holm-adjusted p-values across the report's comparisons of each test number.
+every other group is compared with the baseline group of its task that agrees with it
+outside KEY's section (``reg`` for ``reg.name=none``), paired by (seed, split seed)
+(``comparisons``): the mean difference with its 95 % t interval, the exact paired
+sign-flip test and the equivalence test (TOST) within a smallest effect of interest,
+adjusted over the report's family, and a verdict (``decide``); ``--replicate`` checks
+each verdict on new seeds (``replicated``).
 
 The group table (``report.csv``, the page's first table) has, per group, its label,
 one column per config key that tells groups apart (``reg.name``, ``reg.lam``, ...: the
@@ -23,7 +26,8 @@ and per compared number ``X_diff`` with its interval, ``X_p_holm`` and ``X_verdi
 Writes ``report.md``, ``report.html`` (self-contained: images embedded), ``report.csv``,
 ``runs.csv`` (``regexp.runs(PATH..., status=None)``: every run folder, one row each) and
 with ``--baseline`` ``comparisons.csv`` (every comparison in full) into ``--out``, or
-``<PATH>/report`` for a single folder. Never imports TensorFlow.
+``<PATH>/report`` for a single folder. Never imports TensorFlow, but for ``--replicate``,
+which trains.
 """
 
 from __future__ import annotations
