@@ -354,7 +354,9 @@ MERGED = {"diff": "mean_diff", "diff_ci_low": "ci_low", "diff_ci_high": "ci_high
 
 def per_run(every: pd.DataFrame, loaded: list[Run], groups: list[Group]) -> pd.DataFrame:
     """The page's table of runs (every folder of ``runs.csv``): its folder, status and
-    group, the keys of the group table, seed and split, the test numbers and epochs."""
+    group, the keys of the group table, seed and split, the test numbers and epochs.
+    ``run_links`` links each run's name to its folder and to the files of ``RUN_FILES``
+    it holds (``Document``'s ``X_links`` columns)."""
     by_recipe = {r.recipe: g for g in groups for r in g.runs}
     group_of = {str(r.path): by_recipe.get(r.recipe) for r in loaded}
     folders = [Path(p) for p in every["run"]]
@@ -365,7 +367,8 @@ def per_run(every: pd.DataFrame, loaded: list[Run], groups: list[Group]) -> pd.D
     names = [p.name if root is None or p.resolve() == root else
              p.resolve().relative_to(root).as_posix() for p in folders]  # fmt: skip
     owners = [group_of.get(p) for p in every["run"]]
-    frame = pd.DataFrame({"run": names, "status": every["status"],
+    frame = pd.DataFrame({"run": names, "run_links": [_run_links(p) for p in folders],
+                          "status": every["status"],
                           "group": [g.label if g else None for g in owners]})  # fmt: skip
     tests = dict.fromkeys(m for g in groups for m in compared(g.kind))
     keys = key_columns(groups)
@@ -651,6 +654,14 @@ def verdict_rule(kinds, family: str = "every comparison of this report") -> str:
 VERDICT_RULE = verdict_rule([tasks.CLASSIFICATION])
 
 
+RUN_FILES = (rundir.METRICS, rundir.CONFIG, rundir.HISTORY)  # linked from the table of runs
+
+
+def _run_links(folder: Path) -> list[Path]:
+    """A run's folder, then those of its ``RUN_FILES`` that exist."""
+    return [folder, *(folder / name for name in RUN_FILES if (folder / name).is_file())]
+
+
 # --- documents -----------------------------------------------------------------
 
 
@@ -675,10 +686,12 @@ class Document:
     def text(self, text: str) -> None:
         self.blocks.append(("p", text))
 
-    def table(self, frame: pd.DataFrame, title: str | None = None) -> None:
+    def table(self, frame: pd.DataFrame, title: str | None = None,
+              links: list[str | None] | None = None) -> None:  # fmt: skip
+        """A table; ``links``: per row, the folder its first cell links to on the page."""
         if title:
             self.heading(title)
-        self.blocks.append(("table", frame))
+        self.blocks.append(("table", frame, links))
 
     def image(self, path: Path, caption: str) -> None:
         self.blocks.append(("img", path, caption))
@@ -695,7 +708,7 @@ class Document:
                 body.append(f"<p>{html.escape(block[1])}</p>")
             elif kind == "table":
                 md.append(markdown_table(block[1]))
-                body.append(html_table(block[1]))
+                body.append(html_table(block[1], block[2]))
             else:
                 path, caption = block[1], block[2]
                 md.append(f"![{caption}]({path.relative_to(self.out)})\n")
@@ -731,7 +744,11 @@ CSS = (
     "table{border-collapse:separate;border-spacing:0;font-size:13px}"
     "td,th{border-right:1px solid #ddd;border-bottom:1px solid #ddd;padding:3px 6px;"
     "text-align:right;white-space:nowrap;background:#fff}"
-    "th{position:sticky;top:0;z-index:1;background:#f2f2f2;cursor:pointer;user-select:none}"
+    "th{position:sticky;top:0;z-index:1;background:#f2f2f2;user-select:none}"
+    "th button{font:inherit;font-weight:bold;border:0;background:none;padding:0;"
+    "cursor:pointer;color:inherit;text-align:inherit}"
+    "th button:focus-visible{outline:2px solid #1a5fb4}"
+    "a.file{font-size:11px;color:#555;margin-left:.3em}"
     "th:first-child,td:first-child{position:sticky;left:0;text-align:left;z-index:1}"
     "th:first-child{z-index:2}.text,td[class^=verdict]{text-align:left}"
     "tr:hover td{background:#f6f9ff}"
@@ -740,36 +757,53 @@ CSS = (
     "td.ci{font-variant-numeric:tabular-nums}"
     "td.verdict-better{background:#d9f2d9;color:#0a5c0a;font-weight:bold}"
     "td.verdict-worse{background:#f9dcdc;color:#8a1010;font-weight:bold}"
-    "td.verdict-none{color:#666}"
+    "td.verdict-equivalent{background:#dde8f8;color:#17407a;font-weight:bold}"
+    "td.verdict-inconclusive{color:#666}"
+    "td.verdict-unreplicated{background:#fbeccd;color:#7a4b00;font-style:italic}"
     "figure{margin:1em 0}img{max-width:100%;height:auto}"
     "figcaption{font-size:12px;color:#555}"
 )
 
-# Sorting: a click on a header sorts by that column, again reverses; numbers (a cell's
-# data-sort, the mean of a CI cell) sort as numbers, blanks last. Filtering: a row stays
-# when it contains every word typed in the box above its table, in any cell.
+# Sorting: a header is a button: a click, Enter or Space sorts by its column, again
+# reverses; numbers (a cell's data-sort, the mean of a CI cell) sort as numbers, words
+# naturally (0_none, 1_none, 2_none, 10_none), blanks last. Filtering: the words typed in
+# the box above a table are matched against the words of its text cells only (labels,
+# run names, statuses, config values; never numbers with intervals): a cell's text is cut
+# into words at spaces and = _ , [ ] ( ) /; a typed number matches a word equal to it as
+# a number (0.01 matches 0.010 and 1e-2, never 0.001), other words match the start of a
+# word (l1 matches l1_activity), and key=value matches a cell of the column key. A row
+# stays when every typed word matches.
 SCRIPT = """
 (function () {
+  var collator = new Intl.Collator(undefined, {numeric: true, sensitivity: 'base'});
   function key(td) {
     var v = td.getAttribute('data-sort');
     return v === null ? td.textContent.trim() : v;
+  }
+  function words(text) {
+    return text.toLowerCase().split(/[\\s=_,\\[\\]()\\/]+/).filter(Boolean);
+  }
+  function isNumber(w) { return w !== '' && !isNaN(Number(w)); }
+  function matches(typed, word) {
+    if (isNumber(typed)) { return isNumber(word) && Number(typed) === Number(word); }
+    return word.indexOf(typed) === 0;
   }
   document.querySelectorAll('div.table').forEach(function (box) {
     var table = box.querySelector('table'), body = table.tBodies[0];
     var input = box.querySelector('input.filter'), shown = box.querySelector('.shown');
     var total = body.rows.length;
+    var heads = Array.from(table.querySelectorAll('thead th'));
+    var names = heads.map(function (th) { return th.textContent.trim().toLowerCase(); });
     function count() {
       var n = 0;
       for (var r of body.rows) { if (!r.hidden) { n++; } }
       shown.textContent = n + ' of ' + total + ' rows';
     }
-    table.querySelectorAll('thead th').forEach(function (th, col) {
-      th.title = 'click to sort';
-      th.addEventListener('click', function () {
+    heads.forEach(function (th, col) {
+      th.querySelector('button').title = 'sort by this column';
+      th.addEventListener('click', function () {  // the button's click (Enter, Space) too
         var down = th.getAttribute('aria-sort') === 'ascending';
-        table.querySelectorAll('thead th').forEach(function (h) {
-          h.removeAttribute('aria-sort');
-        });
+        heads.forEach(function (h) { h.removeAttribute('aria-sort'); });
         th.setAttribute('aria-sort', down ? 'descending' : 'ascending');
         var rows = Array.from(body.rows);
         var keys = rows.map(function (r) { return key(r.cells[col]); });
@@ -778,17 +812,31 @@ SCRIPT = """
         order.sort(function (a, b) {
           var x = keys[a], y = keys[b];
           if (x === '' || y === '') { return (x === '') - (y === '') || a - b; }
-          var c = numeric ? Number(x) - Number(y) : (x < y ? -1 : x > y ? 1 : 0);
+          var c = numeric ? Number(x) - Number(y) : collator.compare(x, y);
           return (down ? -c : c) || a - b;
         });
         order.forEach(function (i) { body.appendChild(rows[i]); });
       });
     });
     input.addEventListener('input', function () {
-      var words = input.value.toLowerCase().split(/\\s+/).filter(Boolean);
+      var typed = input.value.toLowerCase().split(/\\s+/).filter(Boolean);
       for (var r of body.rows) {
-        var text = r.textContent.toLowerCase();
-        r.hidden = !words.every(function (w) { return text.indexOf(w) >= 0; });
+        var cells = Array.from(r.cells).map(function (td, i) {
+          return {name: names[i], words: td.classList.contains('text') ||
+                  td.classList.contains('num') ? words(td.textContent) : []};
+        });
+        r.hidden = !typed.every(function (t) {
+          var eq = t.indexOf('=');
+          var column = eq > 0 ? t.slice(0, eq) : null, value = eq > 0 ? t.slice(eq + 1) : t;
+          if (column !== null && names.indexOf(column) < 0) { column = null; value = t; }
+          return cells.some(function (c) {
+            if (column !== null && c.name !== column) { return false; }
+            var parts = words(value);
+            return parts.every(function (p) {
+              return c.words.some(function (w) { return matches(p, w); });
+            });
+          });
+        });
       }
       count();
     });
@@ -798,7 +846,17 @@ SCRIPT = """
 """
 
 LEFT = " class='text'"  # a column of words, aligned left
-VERDICT_CLASS = {"better": "verdict-better", "worse": "verdict-worse"}
+VERDICT_CLASS = {"better": "verdict-better", "worse": "verdict-worse",
+                 "equivalent": "verdict-equivalent", "inconclusive": "verdict-inconclusive",
+                 "too": "verdict-inconclusive"}  # fmt: skip
+
+
+def verdict_class(text: str) -> str:
+    """A verdict cell's class: a verdict that did not replicate is never shown as a plain
+    better or worse; else by its first word."""
+    if "not replicated" in text:
+        return "verdict-unreplicated"
+    return VERDICT_CLASS.get(text.split(",")[0].split()[0], "") if text != "-" else ""
 
 
 def _fmt(v: Any) -> str:
@@ -884,26 +942,50 @@ def _cells(frame: pd.DataFrame) -> tuple[list[str], list[list[tuple[str, Any, st
     return [name for name, _ in layout], rows
 
 
-def html_table(frame: pd.DataFrame) -> str:
+def verdicts_first(frame: pd.DataFrame) -> pd.DataFrame:
+    """The page's order of a table's columns: its first column (the label), then its
+    verdict columns, then the rest, so that a row reads through to its verdicts on a
+    laptop's screen (1366 px); the CSV files keep their own order."""
+    columns = [str(c) for c in frame.columns]
+    verdicts = [c for c in columns[1:] if c == "verdict" or c.endswith("_verdict")]
+    if not verdicts:
+        return frame
+    return frame[[columns[0], *verdicts, *(c for c in columns[1:] if c not in verdicts)]]
+
+
+RUN_FILES = ("metrics.json", "config.yaml", "history.csv")  # linked beside a run's folder
+
+
+def html_table(frame: pd.DataFrame, links: list[str | None] | None = None) -> str:
     """A table in its box: a filter box, the count of rows shown, and the table in a box
-    that scrolls when it is wider or longer than the window."""
-    names, rows = _cells(frame)
+    that scrolls when it is wider or longer than the window. ``links``: per row, the
+    folder its first cell links to (relative to the page), with its files beside it."""
+    names, rows = _cells(verdicts_first(frame))
     texts = [all(row[i][2] in ("text", "verdict") for row in rows) for i in range(len(names))]
     head = "".join(
-        f"<th scope='col'{LEFT if text else ''}>{html.escape(n)}</th>"
+        f"<th scope='col'{LEFT if text else ''}><button type='button'>{html.escape(n)}"
+        "</button></th>"
         for n, text in zip(names, texts, strict=True)
     )
     lines = []
-    for row in rows:
+    for i, row in enumerate(rows):
         cells = []
-        for text, key, kind in row:
+        for j, (text, key, kind) in enumerate(row):
             attrs = "" if key is None else f' data-sort="{html.escape(key)}"'
             if kind == "verdict":
-                cls = VERDICT_CLASS.get(text, "verdict-none" if text != "-" else "")
+                cls = verdict_class(text)
             else:
-                cls = kind if kind in ("ci", "text") else ""
+                cls = {"ci": "ci", "text": "text", "number": "num"}.get(kind, "")
             attrs += f' class="{cls}"' if cls else ""
-            cells.append(f"<td{attrs}>{html.escape(text)}</td>")
+            inner = html.escape(text)
+            href = links[i] if links and j == 0 else None
+            if href:
+                files = " ".join(
+                    f'<a class="file" href="{html.escape(href)}/{name}">{name.split(".")[1]}</a>'
+                    for name in RUN_FILES
+                )
+                inner = f'<a href="{html.escape(href)}/">{inner}</a> {files}'
+            cells.append(f"<td{attrs}>{inner}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
     return (
         '<div class="table"><input class="filter" type="search" placeholder="filter rows: '
@@ -989,7 +1071,9 @@ def build(paths: list[str], out: Path, baseline: str | None = None,
     for warning in disagreements:
         doc.text(f"WARNING: {warning}.")
     doc.table(table)
-    doc.table(per_run(every, loaded, groups), title="Runs: every run folder, as in runs.csv")
+    links = [os.path.relpath(Path(p).resolve(), out.resolve()) for p in every["run"]]
+    doc.table(per_run(every, loaded, groups), title="Runs: every run folder, as in runs.csv",
+              links=[Path(link).as_posix() for link in links])  # fmt: skip
     left_out = int((every["status"] != "completed").sum())
     if left_out:
         doc.text(f"The {_count(left_out, 'run')} whose status is not completed are left out of "

@@ -188,6 +188,10 @@ def test_ci_cells_show_report_csv_numbers(page, report):
         assert [mean, low, high] == pytest.approx(list(expected), abs=tolerance)
 
 
+def _natural(text: str) -> list:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
+
+
 def test_clicking_a_header_sorts_the_rows(page, report):
     table = pd.read_csv(report / "report.csv")
     _click_header(page, "test_accuracy")
@@ -198,7 +202,8 @@ def test_clicking_a_header_sorts_the_rows(page, report):
     expected = table.sort_values("test_accuracy", ascending=False, kind="stable")["group"]
     assert shown == list(expected)
     _click_header(page, "group")
-    assert [row[0] for row in _rows(page)] == sorted(table["group"])
+    natural = [_natural(row[0]) for row in _rows(page)]  # digit runs compare as numbers
+    assert natural == sorted(natural) and len(natural) == len(table)
 
 
 def test_the_filter_box_hides_rows_that_do_not_match(page, report):
@@ -213,8 +218,15 @@ def test_the_filter_box_hides_rows_that_do_not_match(page, report):
     count = page.find_elements(By.CSS_SELECTOR, "span.shown")[0].text
     assert count == f"2 of {len(table)} rows"
     box.clear()
-    box.send_keys("activity lam=0.1")  # every word, anywhere in the row
+    box.send_keys("activity reg.lam=0.1")  # every word; key=value in the key's column
     assert [row[0] for row in _rows(page)] == ["l1_activity reg.lam=0.1"]
+    box.clear()
+    # words, not digits inside numbers: 0.01 is not in 0.001, nor in a CI cell's -0.010
+    box.send_keys("l1 0.01")
+    assert [row[0] for row in _rows(page)] == ["l1_activity reg.lam=0.01"]
+    box.clear()
+    box.send_keys("l1 1e-2")  # a number matches as a number
+    assert [row[0] for row in _rows(page)] == ["l1_activity reg.lam=0.01"]
     box.clear()
     box.send_keys(" ")  # clear() fires no input event; a blank filter shows every row
     assert len(_rows(page)) == len(table)
@@ -260,3 +272,55 @@ def test_chromium_that_cannot_be_installed_is_a_skip_with_the_reason(tmp_path, m
     monkeypatch.setattr("tests.test_browser.SCRIPT", tmp_path / "missing.sh")
     with pytest.raises(pytest.skip.Exception, match="^Chromium unavailable: FileNotFoundError"):
         chromium()
+
+
+def test_verdicts_are_visible_words_at_1366_and_headers_sort_by_keyboard(page, report):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    heads = _headers(page)
+    verdicts = [i for i, h in enumerate(heads) if h.rstrip(" ▲▼").endswith("_verdict")]
+    assert verdicts == [1, 2]  # right after the label on the page (report.csv keeps its order)
+    edges = page.execute_script(
+        "var rows = document.querySelectorAll('table')[0].tBodies[0].rows;"
+        "return Array.from(rows).map(r => [0, 1, 2].map(i => {"
+        "  var b = r.cells[i].getBoundingClientRect(); return [b.left, b.right]; }))"
+    )
+    assert edges and all(0 <= left and right <= 1366 for row in edges for left, right in row)
+    texts = {c for row in _rows(page) for c in (row[1], row[2])}
+    assert texts and not any("*" in t for t in texts)
+    assert texts <= {"-", "better", "worse", "equivalent", "inconclusive", "too few seeds"}
+    classes = page.execute_script(
+        "return Array.from(document.querySelectorAll('table')[0].tBodies[0].rows)"
+        ".map(r => [r.cells[1].textContent, r.cells[1].className])"
+    )
+    assert all(cls == f"verdict-{'inconclusive' if t == 'too few seeds' else t}"
+               for t, cls in classes if t != "-")  # fmt: skip
+    # keyboard: Tab reaches a header's button, Enter sorts by it
+    button = page.find_elements(By.CSS_SELECTOR, "table")[0].find_elements(
+        By.CSS_SELECTOR, "th button")[3]  # fmt: skip
+    button.send_keys(Keys.ENTER)
+    th = button.find_element(By.XPATH, "..")
+    assert th.get_attribute("aria-sort") == "ascending"
+    button.send_keys(Keys.SPACE)
+    assert th.get_attribute("aria-sort") == "descending"
+
+
+def test_run_rows_link_to_their_folders_and_sort_naturally(page, report):
+    runs_table = next(i for i in range(4) if _headers(page, i)[0].rstrip(" ▲▼") == "run")
+    hrefs = page.execute_script(
+        "return Array.from(document.querySelectorAll('table')[arguments[0]].tBodies[0].rows)"
+        ".map(r => Array.from(r.cells[0].querySelectorAll('a')).map(a => a.href))",
+        runs_table,
+    )
+    assert hrefs and all(len(links) == 4 for links in hrefs)
+    from urllib.parse import unquote, urlparse
+
+    for folder, *files in hrefs:
+        path = Path(unquote(urlparse(folder).path))
+        assert path.is_dir() and (path / "metrics.json").is_file()
+        assert all(Path(unquote(urlparse(f).path)).is_file() for f in files)
+    _click_header(page, "run", runs_table)
+    names = [row[0].split()[0] for row in _rows(page, runs_table)]
+    numbers = [int(n.split("_")[0]) for n in names]
+    assert numbers == sorted(numbers)  # 0, 1, 2, ..., 10, 11: not 0, 1, 10, 11, 2
