@@ -354,9 +354,7 @@ MERGED = {"diff": "mean_diff", "diff_ci_low": "ci_low", "diff_ci_high": "ci_high
 
 def per_run(every: pd.DataFrame, loaded: list[Run], groups: list[Group]) -> pd.DataFrame:
     """The page's table of runs (every folder of ``runs.csv``): its folder, status and
-    group, the keys of the group table, seed and split, the test numbers and epochs.
-    ``run_links`` links each run's name to its folder and to the files of ``RUN_FILES``
-    it holds (``Document``'s ``X_links`` columns)."""
+    group, the keys of the group table, seed and split, the test numbers and epochs."""
     by_recipe = {r.recipe: g for g in groups for r in g.runs}
     group_of = {str(r.path): by_recipe.get(r.recipe) for r in loaded}
     folders = [Path(p) for p in every["run"]]
@@ -367,8 +365,7 @@ def per_run(every: pd.DataFrame, loaded: list[Run], groups: list[Group]) -> pd.D
     names = [p.name if root is None or p.resolve() == root else
              p.resolve().relative_to(root).as_posix() for p in folders]  # fmt: skip
     owners = [group_of.get(p) for p in every["run"]]
-    frame = pd.DataFrame({"run": names, "run_links": [_run_links(p) for p in folders],
-                          "status": every["status"],
+    frame = pd.DataFrame({"run": names, "status": every["status"],
                           "group": [g.label if g else None for g in owners]})  # fmt: skip
     tests = dict.fromkeys(m for g in groups for m in compared(g.kind))
     keys = key_columns(groups)
@@ -652,14 +649,6 @@ def verdict_rule(kinds, family: str = "every comparison of this report") -> str:
 
 
 VERDICT_RULE = verdict_rule([tasks.CLASSIFICATION])
-
-
-RUN_FILES = (rundir.METRICS, rundir.CONFIG, rundir.HISTORY)  # linked from the table of runs
-
-
-def _run_links(folder: Path) -> list[Path]:
-    """A run's folder, then those of its ``RUN_FILES`` that exist."""
-    return [folder, *(folder / name for name in RUN_FILES if (folder / name).is_file())]
 
 
 # --- documents -----------------------------------------------------------------
