@@ -659,10 +659,19 @@ class Document:
 
     The HTML page is one self-contained file: images embedded, one inline style sheet
     and one small inline script (``SCRIPT``), nothing fetched (its Content-Security-Policy
-    forbids it). Every table is sortable by clicking a header and filtered by the text
-    box above it, and scrolls inside its own box when wider or longer than the screen.
+    forbids it). Every table scrolls inside its own box when wider or longer than the
+    screen, its header and first column staying in view. Each header is a button (click,
+    or Tab then Enter or Space) that sorts by its column: numbers as numbers, words
+    naturally (``2_none`` before ``10_none``), blanks last. The box above a table keeps
+    the rows that match every word typed, matched against the words of the label, name,
+    status and config-key cells only (never a result's number or an interval): a typed
+    number equals a word as a number (``0.01`` is ``0.010`` and ``1e-2``, not ``0.001``),
+    another word starts a word (``l1``, ``l1_activity``), ``key=value`` matches in the
+    column ``key`` or one ending in ``.key`` (``SCRIPT``'s comment has the details).
     A column ``X`` with ``X_ci_low`` and ``X_ci_high`` beside it is one cell
-    ``0.836 [0.816, 0.855]`` (``ci_cells``); a verdict cell is coloured by its word.
+    ``0.836 [0.816, 0.855]`` (``ci_cells``). On the page the verdict columns come right
+    after the label (``verdicts_first``); a verdict is a word with its colour
+    (``verdict_class``). ``table(..., links=)`` links each row's first cell to a folder.
     """
 
     def __init__(self, title: str, out: Path):
@@ -696,8 +705,8 @@ class Document:
                 md.append(block[1] + "\n")
                 body.append(f"<p>{html.escape(block[1])}</p>")
             elif kind == "table":
-                md.append(markdown_table(block[1]))
-                body.append(html_table(block[1], block[2]))
+                md.append(markdown_table(block[1], block[2]))
+                body.append(html_table(block[1], block[2], self.out))
             else:
                 path, caption = block[1], block[2]
                 md.append(f"![{caption}]({path.relative_to(self.out)})\n")
@@ -749,33 +758,54 @@ CSS = (
     "td.verdict-equivalent{background:#dde8f8;color:#17407a;font-weight:bold}"
     "td.verdict-inconclusive{color:#666}"
     "td.verdict-unreplicated{background:#fbeccd;color:#7a4b00;font-style:italic}"
+    "td.verdict-unreplicated s{text-decoration:line-through}"
     "figure{margin:1em 0}img{max-width:100%;height:auto}"
     "figcaption{font-size:12px;color:#555}"
 )
 
 # Sorting: a header is a button: a click, Enter or Space sorts by its column, again
 # reverses; numbers (a cell's data-sort, the mean of a CI cell) sort as numbers, words
-# naturally (0_none, 1_none, 2_none, 10_none), blanks last. Filtering: the words typed in
-# the box above a table are matched against the words of its text cells only (labels,
-# run names, statuses, config values; never numbers with intervals): a cell's text is cut
-# into words at spaces and = _ , [ ] ( ) /; a typed number matches a word equal to it as
-# a number (0.01 matches 0.010 and 1e-2, never 0.001), other words match the start of a
-# word (l1 matches l1_activity), and key=value matches a cell of the column key. A row
-# stays when every typed word matches.
+# naturally (Intl.Collator's numeric order, its digit runs read with their decimals:
+# 0_none, 1_none, 2_none, 10_none; reg.lam=0.001 before 0.01 before 0.1), blanks last.
+# Filtering: the words typed in the box above a table are matched against the words of
+# its text cells and config keys' cells only (labels, run names, statuses, seed and
+# dotted keys such as reg.lam; never a verdict, a result's number such as n, or a number
+# with its interval): a cell's text is cut into words at spaces and = _ , [ ] ( )
+# /, keeping . and - inside numbers; a typed number matches a word equal to it as a
+# number (0.01 matches 0.010 and 1e-2, never 0.001), other words match the start of a
+# word, case aside (l1 matches l1_activity, drop matches dropout), and key=value matches
+# a cell of the column key (or of a dotted column ending in .key: lam=0.1 is
+# reg.lam=0.1) whose value matches. A row stays when every typed word matches.
 SCRIPT = """
 (function () {
   var collator = new Intl.Collator(undefined, {numeric: true, sensitivity: 'base'});
+  function text(td) {  // a cell's own words: a run's name, not the names of its file links
+    var a = td.querySelector('a:not(.file)');
+    return (a || td).textContent.trim();
+  }
   function key(td) {
     var v = td.getAttribute('data-sort');
-    return v === null ? td.textContent.trim() : v;
+    return v === null ? text(td) : v;
+  }
+  // words in turn, their digit runs (with decimals: 0.001 < 0.01 < 0.1) as numbers
+  function natural(x, y) {
+    var a = x.split(/(\\d+(?:\\.\\d+)?)/), b = y.split(/(\\d+(?:\\.\\d+)?)/);
+    for (var i = 0; i < Math.min(a.length, b.length); i++) {
+      var c = i % 2 ? Number(a[i]) - Number(b[i]) : collator.compare(a[i], b[i]);
+      if (c) { return c; }
+    }
+    return a.length - b.length || collator.compare(x, y) || (x < y ? -1 : x > y ? 1 : 0);
   }
   function words(text) {
     return text.toLowerCase().split(/[\\s=_,\\[\\]()\\/]+/).filter(Boolean);
   }
-  function isNumber(w) { return w !== '' && !isNaN(Number(w)); }
+  function isNumber(w) { return /^[-+]?(\\d+\\.?\\d*|\\.\\d+)(e[-+]?\\d+)?$/i.test(w); }
   function matches(typed, word) {
     if (isNumber(typed)) { return isNumber(word) && Number(typed) === Number(word); }
     return word.indexOf(typed) === 0;
+  }
+  function named(column, key) {  // lam names reg.lam
+    return column === key || column.slice(-key.length - 1) === '.' + key;
   }
   document.querySelectorAll('div.table').forEach(function (box) {
     var table = box.querySelector('table'), body = table.tBodies[0];
@@ -801,7 +831,7 @@ SCRIPT = """
         order.sort(function (a, b) {
           var x = keys[a], y = keys[b];
           if (x === '' || y === '') { return (x === '') - (y === '') || a - b; }
-          var c = numeric ? Number(x) - Number(y) : collator.compare(x, y);
+          var c = numeric ? Number(x) - Number(y) : natural(x, y);
           return (down ? -c : c) || a - b;
         });
         order.forEach(function (i) { body.appendChild(rows[i]); });
@@ -812,14 +842,16 @@ SCRIPT = """
       for (var r of body.rows) {
         var cells = Array.from(r.cells).map(function (td, i) {
           return {name: names[i], words: td.classList.contains('text') ||
-                  td.classList.contains('num') ? words(td.textContent) : []};
+                  td.classList.contains('key') ? words(text(td)) : []};
         });
         r.hidden = !typed.every(function (t) {
           var eq = t.indexOf('=');
           var column = eq > 0 ? t.slice(0, eq) : null, value = eq > 0 ? t.slice(eq + 1) : t;
-          if (column !== null && names.indexOf(column) < 0) { column = null; value = t; }
+          if (column !== null && !names.some(function (n) { return named(n, column); })) {
+            column = null; value = t;
+          }
           return cells.some(function (c) {
-            if (column !== null && c.name !== column) { return false; }
+            if (column !== null && !named(c.name, column)) { return false; }
             var parts = words(value);
             return parts.every(function (p) {
               return c.words.some(function (w) { return matches(p, w); });
@@ -945,10 +977,20 @@ def verdicts_first(frame: pd.DataFrame) -> pd.DataFrame:
 RUN_FILES = ("metrics.json", "config.yaml", "history.csv")  # linked beside a run's folder
 
 
-def html_table(frame: pd.DataFrame, links: list[str | None] | None = None) -> str:
+def config_key(name: str) -> bool:
+    """Whether a column names a config key (``seed``, ``reg.lam``, ``dataset.split_seed``),
+    whose numbers the filter box searches, unlike a result's (``n``, ``test_accuracy``)."""
+    return name == "seed" or "." in name
+
+
+def html_table(frame: pd.DataFrame, links: list[str | None] | None = None,
+               out: Path | None = None) -> str:  # fmt: skip
     """A table in its box: a filter box, the count of rows shown, and the table in a box
     that scrolls when it is wider or longer than the window. ``links``: per row, the
-    folder its first cell links to (relative to the page), with its files beside it."""
+    folder its first cell links to (relative to the page), with its ``RUN_FILES`` beside
+    it (those found under ``out``, the page's folder, when given)."""
+    from urllib.parse import quote
+
     names, rows = _cells(verdicts_first(frame))
     texts = [all(row[i][2] in ("text", "verdict") for row in rows) for i in range(len(names))]
     head = "".join(
@@ -965,15 +1007,21 @@ def html_table(frame: pd.DataFrame, links: list[str | None] | None = None) -> st
                 cls = verdict_class(text)
             else:
                 cls = {"ci": "ci", "text": "text", "number": "num"}.get(kind, "")
+                cls += " key" if kind == "number" and config_key(names[j]) else ""
             attrs += f' class="{cls}"' if cls else ""
             inner = html.escape(text)
+            claim, sep, rest = text.partition(", not replicated")
+            if kind == "verdict" and sep:  # the claim struck through, the reason plain
+                inner = f"<s>{html.escape(claim)}</s>{html.escape(sep + rest)}"
             href = links[i] if links and j == 0 else None
             if href:
+                url = html.escape(quote(href))
                 files = " ".join(
-                    f'<a class="file" href="{html.escape(href)}/{name}">{name.split(".")[1]}</a>'
+                    f'<a class="file" href="{url}/{name}" title="{name}">{name.split(".")[0]}</a>'
                     for name in RUN_FILES
+                    if out is None or (out / href / name).is_file()
                 )
-                inner = f'<a href="{html.escape(href)}/">{inner}</a> {files}'
+                inner = f'<a href="{url}/">{inner}</a> {files}'
             cells.append(f"<td{attrs}>{inner}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
     return (
@@ -985,15 +1033,21 @@ def html_table(frame: pd.DataFrame, links: list[str | None] | None = None) -> st
     )
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A Markdown table; a CI triple is one cell ``0.836 [0.816, 0.855]``."""
+def markdown_table(frame: pd.DataFrame, links: list[str | None] | None = None) -> str:
+    """A Markdown table; a CI triple is one cell ``0.836 [0.816, 0.855]``; with ``links``
+    (``html_table``'s), a row's first cell is a link to its folder."""
+    from urllib.parse import quote
+
     names, rows = _cells(frame)
     head = "| " + " | ".join(names) + " |\n"
     rule = "|" + "---|" * len(names) + "\n"
-    body = "".join(
-        "| " + " | ".join(text.replace("|", "\\|") for text, _, _ in row) + " |\n" for row in rows
-    )
-    return head + rule + body
+    lines = []
+    for i, row in enumerate(rows):
+        texts = [text.replace("|", "\\|") for text, _, _ in row]
+        if links and links[i] and texts:
+            texts[0] = f"[{texts[0]}]({quote(links[i])}/)"
+        lines.append("| " + " | ".join(texts) + " |\n")
+    return head + rule + "".join(lines)
 
 
 # --- the report ------------------------------------------------------------------

@@ -68,8 +68,8 @@ def report(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(report, tmp_path_factory):
-    """Chromium showing report.html; stopped however the tests end."""
+def browser(report):
+    """Chromium, started once for the module's tests; stopped however they end."""
     browser, driver_path = chromium()
     selenium = pytest.importorskip("selenium", reason="selenium is in the dev extra")
     from selenium import webdriver
@@ -88,11 +88,18 @@ def page(report, tmp_path_factory):
         pytest.skip(f"Chromium unavailable: could not start: {str(e.msg).splitlines()[0]}")
     try:
         driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CATCH})
-        driver.get((report / "report.html").as_uri())
         yield driver
     finally:
         driver.quit()
         subprocess.run(["rm", "-rf", profile], check=False)
+
+
+@pytest.fixture
+def page(browser, report):
+    """The shared Chromium showing report.html as just opened: no sort, filter or other
+    page left over from an earlier test (loading it again takes a few milliseconds)."""
+    browser.get((report / "report.html").as_uri())
+    return browser
 
 
 def _rows(driver, table: int = 0) -> list[list[str]]:
@@ -188,10 +195,6 @@ def test_ci_cells_show_report_csv_numbers(page, report):
         assert [mean, low, high] == pytest.approx(list(expected), abs=tolerance)
 
 
-def _natural(text: str) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
-
-
 def test_clicking_a_header_sorts_the_rows(page, report):
     table = pd.read_csv(report / "report.csv")
     _click_header(page, "test_accuracy")
@@ -201,9 +204,8 @@ def test_clicking_a_header_sorts_the_rows(page, report):
     shown = [row[0] for row in _rows(page)]
     expected = table.sort_values("test_accuracy", ascending=False, kind="stable")["group"]
     assert shown == list(expected)
-    _click_header(page, "group")
-    natural = [_natural(row[0]) for row in _rows(page)]  # digit runs compare as numbers
-    assert natural == sorted(natural) and len(natural) == len(table)
+    _click_header(page, "group")  # from that order: reg.lam=0.001, 0.01, 0.1 in turn
+    assert [row[0] for row in _rows(page)] == sorted(table["group"])
 
 
 def test_the_filter_box_hides_rows_that_do_not_match(page, report):
@@ -218,8 +220,17 @@ def test_the_filter_box_hides_rows_that_do_not_match(page, report):
     count = page.find_elements(By.CSS_SELECTOR, "span.shown")[0].text
     assert count == f"2 of {len(table)} rows"
     box.clear()
-    box.send_keys("activity reg.lam=0.1")  # every word; key=value in the key's column
+    box.send_keys("activity lam=0.1")  # every word; key=value in the column reg.lam
     assert [row[0] for row in _rows(page)] == ["l1_activity reg.lam=0.1"]
+    box.clear()
+    box.send_keys("activity reg.lam=0.1")
+    assert [row[0] for row in _rows(page)] == ["l1_activity reg.lam=0.1"]
+    box.clear()
+    box.send_keys("DROP")  # the start of a word, case aside
+    assert [row[0] for row in _rows(page)] == [g for g in table["group"] if "dropout" in g]
+    box.clear()
+    box.send_keys("l1 3")  # a result's number (n = 3) is never searched
+    assert _rows(page) == []
     box.clear()
     # words, not digits inside numbers: 0.01 is not in 0.001, nor in a CI cell's -0.010
     box.send_keys("l1 0.01")
@@ -281,12 +292,15 @@ def test_verdicts_are_visible_words_at_1366_and_headers_sort_by_keyboard(page, r
     heads = _headers(page)
     verdicts = [i for i, h in enumerate(heads) if h.rstrip(" ▲▼").endswith("_verdict")]
     assert verdicts == [1, 2]  # right after the label on the page (report.csv keeps its order)
-    edges = page.execute_script(
+    edges = page.execute_script(  # the label and every verdict of every row, on load
         "var rows = document.querySelectorAll('table')[0].tBodies[0].rows;"
-        "return Array.from(rows).map(r => [0, 1, 2].map(i => {"
-        "  var b = r.cells[i].getBoundingClientRect(); return [b.left, b.right]; }))"
+        "return Array.from(rows).map(r => arguments[0].map(i => {"
+        "  var b = r.cells[i].getBoundingClientRect(); return [b.left, b.right]; }))",
+        [0, *verdicts],
     )
-    assert edges and all(0 <= left and right <= 1366 for row in edges for left, right in row)
+    assert len(edges) == len(pd.read_csv(report / "report.csv"))
+    assert all(0 <= left and right <= 1366 for row in edges for left, right in row)
+    assert "*" not in page.find_element(By.TAG_NAME, "body").text  # cells and paragraphs
     texts = {c for row in _rows(page) for c in (row[1], row[2])}
     assert texts and not any("*" in t for t in texts)
     assert texts <= {"-", "better", "worse", "equivalent", "inconclusive", "too few seeds"}
@@ -296,17 +310,30 @@ def test_verdicts_are_visible_words_at_1366_and_headers_sort_by_keyboard(page, r
     )
     assert all(cls == f"verdict-{'inconclusive' if t == 'too few seeds' else t}"
                for t, cls in classes if t != "-")  # fmt: skip
-    # keyboard: Tab reaches a header's button, Enter sorts by it
-    button = page.find_elements(By.CSS_SELECTOR, "table")[0].find_elements(
-        By.CSS_SELECTOR, "th button")[3]  # fmt: skip
-    button.send_keys(Keys.ENTER)
-    th = button.find_element(By.XPATH, "..")
+    # keyboard: Tab from the header before test_accuracy reaches its button, Enter sorts
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    table = pd.read_csv(report / "report.csv")
+    buttons = page.find_elements(By.CSS_SELECTOR, "table")[0].find_elements(
+        By.CSS_SELECTOR, "th button")  # fmt: skip
+    at = [b.text for b in buttons].index("test_accuracy")
+    page.execute_script("arguments[0].focus()", buttons[at - 1])
+    ActionChains(page).send_keys(Keys.TAB).perform()
+    assert page.execute_script("return document.activeElement.textContent") == "test_accuracy"
+    before = [row[0] for row in _rows(page)]
+    ActionChains(page).send_keys(Keys.ENTER).perform()
+    th = buttons[at].find_element(By.XPATH, "..")
     assert th.get_attribute("aria-sort") == "ascending"
-    button.send_keys(Keys.SPACE)
+    ascending = list(table.sort_values("test_accuracy", kind="stable")["group"])
+    assert [row[0] for row in _rows(page)] == ascending != before
+    ActionChains(page).send_keys(Keys.SPACE).perform()
     assert th.get_attribute("aria-sort") == "descending"
+    assert [row[0] for row in _rows(page)] == ascending[::-1]
 
 
 def test_run_rows_link_to_their_folders_and_sort_naturally(page, report):
+    from selenium.webdriver.common.by import By
+
     runs_table = next(i for i in range(4) if _headers(page, i)[0].rstrip(" ▲▼") == "run")
     hrefs = page.execute_script(
         "return Array.from(document.querySelectorAll('table')[arguments[0]].tBodies[0].rows)"
@@ -320,7 +347,65 @@ def test_run_rows_link_to_their_folders_and_sort_naturally(page, report):
         path = Path(unquote(urlparse(folder).path))
         assert path.is_dir() and (path / "metrics.json").is_file()
         assert all(Path(unquote(urlparse(f).path)).is_file() for f in files)
+    # the first run's link, resolved against the page, is that run's own folder
+    name, href = page.execute_script(
+        "var a = document.querySelectorAll('table')[arguments[0]].tBodies[0].rows[0]"
+        ".cells[0].querySelector('a');"
+        "return [a.textContent, new URL(a.getAttribute('href'), location).pathname]",
+        runs_table,
+    )
+    sweep = report.parent
+    assert unquote(href).rstrip("/") == str((sweep / name).resolve())
+    assert f"[{name}](../{name}/)" in (report / "report.md").read_text()  # and in Markdown
     _click_header(page, "run", runs_table)
     names = [row[0].split()[0] for row in _rows(page, runs_table)]
     numbers = [int(n.split("_")[0]) for n in names]
     assert numbers == sorted(numbers)  # 0, 1, 2, ..., 10, 11: not 0, 1, 10, 11, 2
+    # following the link opens the folder: Chromium lists its files
+    page.find_element(By.LINK_TEXT, names[0]).click()
+    assert unquote(urlparse(page.current_url).path).rstrip("/") == str(
+        (sweep / names[0]).resolve())  # fmt: skip
+    assert "metrics.json" in page.find_element(By.TAG_NAME, "body").text
+
+
+def test_verdicts_are_coloured_words_without_asterisks(browser, tmp_path):
+    """Every verdict of the vocabulary, on a page of its own: its class and its colour."""
+    from selenium.webdriver.common.by import By
+
+    from regexp.report import Document
+
+    said = {"better": "verdict-better", "worse": "verdict-worse",
+            "equivalent": "verdict-equivalent", "inconclusive": "verdict-inconclusive",
+            "too few seeds": "verdict-inconclusive", "better, replicated": "verdict-better",
+            "equivalent, replicated": "verdict-equivalent",
+            "better, not replicated": "verdict-unreplicated",
+            "worse, not replicated": "verdict-unreplicated"}  # fmt: skip
+    frame = pd.DataFrame({"group": [f"g{i}" for i in range(len(said))],
+                          "test_accuracy_verdict": list(said)})  # fmt: skip
+    doc = Document("verdicts", tmp_path)
+    doc.text("better: the adjusted p < 0.05 and the difference on the good side.")
+    doc.table(frame)
+    doc.write()
+    browser.get((tmp_path / "report.html").as_uri())
+    shown = browser.execute_script(
+        "return Array.from(document.querySelectorAll('tbody tr')).map(r => {"
+        "  var c = r.cells[1], s = getComputedStyle(c);"
+        "  return [c.textContent, c.className, s.backgroundColor, s.color,"
+        "          getComputedStyle(c.firstElementChild || c).textDecorationLine]; })"
+    )
+    assert {text: cls for text, cls, *_ in shown} == said
+    rgb = {text: [int(x) for x in re.findall(r"\d+", back)[:3]] for text, _, back, _, _ in shown}
+    r, g, b = rgb["better"]
+    assert g > r + 20 and g > b + 20  # green
+    r, g, b = rgb["worse"]
+    assert r > g + 20 and r > b + 20  # red
+    r, g, b = rgb["equivalent"]
+    assert b > r + 20  # blue
+    r, g, b = rgb["better, not replicated"]
+    assert r > b + 20 and rgb["better, not replicated"] != rgb["better"]  # amber
+    colour = {text: c for text, _, _, c, _ in shown}
+    assert colour["inconclusive"] == colour["too few seeds"] != colour["better"]  # grey
+    struck = {text: line for text, *_, line in shown}
+    assert struck["better, not replicated"] == "line-through" != struck["better"]
+    page = browser.find_element(By.TAG_NAME, "body").text
+    assert "*" not in page and "*" not in (tmp_path / "report.md").read_text()
