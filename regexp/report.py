@@ -525,6 +525,15 @@ def min_effect(metric: str, base: Group, given: dict[str, MinEffect] | None = No
     return MIN_RELATIVE * abs(mean)
 
 
+def pairs_of(group: Group, base: Group, metric: str) -> tuple[list[float], list[float]]:
+    """``metric`` of the runs of ``group`` and ``base`` that share a (seed, split), in the
+    same order."""
+    mine = {r.pair_key: r for r in group.runs}
+    theirs = {r.pair_key: r for r in base.runs}
+    common = sorted(set(mine) & set(theirs), key=str)
+    return [mine[k].value(metric) for k in common], [theirs[k].value(metric) for k in common]
+
+
 def comparisons(pairs: list[tuple[Group, Group]], min_effects: dict | None = None) -> pd.DataFrame:
     """Each (group, baseline) pair on each test number of its task, run by run for the same
     seed and split: the mean difference with its t interval, the sign-flip test of no
@@ -533,12 +542,8 @@ def comparisons(pairs: list[tuple[Group, Group]], min_effects: dict | None = Non
     the verdict, and for a comparison without one, what the design could detect."""
     rows = []
     for g, base in pairs:
-        mine = {r.pair_key: r for r in g.runs}
-        theirs = {r.pair_key: r for r in base.runs}
-        common = sorted(set(mine) & set(theirs), key=str)
         for name in compared(g.kind):
-            a = [mine[k].value(name) for k in common]
-            b = [theirs[k].value(name) for k in common]
+            a, b = pairs_of(g, base, name)
             p = stats.paired(a, b, min_effect(name, base, min_effects))
             rows.append({
                 "group": g.label, "baseline": base.label, "metric": name, "pairs": p.n,
@@ -601,11 +606,8 @@ def replicated(table: pd.DataFrame, pairs: list[tuple[Group, Group] | None]) -> 
         d = np.array([])
         if pair is not None:
             g, base = pair
-            mine = {r.pair_key: r for r in g.runs}
-            theirs = {r.pair_key: r for r in base.runs}
-            common = sorted(set(mine) & set(theirs), key=str)
-            d = np.array([mine[k].value(row["metric"]) - theirs[k].value(row["metric"])
-                          for k in common])  # fmt: skip
+            a, b = pairs_of(g, base, row["metric"])
+            d = np.subtract(a, b)
         if row["verdict"] == "equivalent":
             p = stats.equivalence(d, row["min_effect"]) if len(d) else 1.0
         else:

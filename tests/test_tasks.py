@@ -225,8 +225,13 @@ def test_the_report_gives_regression_groups_r2_mae_and_loss_with_intervals(regre
     assert row["gap"] == pytest.approx(np.mean([m["train_r2"] - m["val_r2"] for m in runs]))
     comparisons = pd.read_csv(tmp_path / "comparisons.csv")
     assert list(comparisons["metric"]) == ["test_r2", "test_mae", "test_data_loss"]
-    assert set(comparisons["verdict"]) <= {"better", "worse", "equivalent", "inconclusive",
-                                           "too few seeds"}
+    assert set(comparisons["verdict"]) <= {
+        "better",
+        "worse",
+        "equivalent",
+        "inconclusive",
+        "too few seeds",
+    }
     assert (tmp_path / "r2_curves.png").is_file() and (tmp_path / "mae_curves.png").is_file()
     assert "higher r2, lower mae and loss" in (tmp_path / "report.md").read_text()
     listing = ls(str(regression_runs))
